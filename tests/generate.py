@@ -45,7 +45,9 @@ def test_file_text(nb_path):
     if not tests: return None
     mod = _module(cells)
     imports = [_body(_src(c)) for c in cells if _is_import_cell(_src(c)) and 'hide' not in _directives(_src(c))]
-    head = ([f'from discffusion.{mod} import *'] if mod else []) + imports
+    lines = [l for imp in imports for l in imp.splitlines()]
+    future = [l for l in lines if l.startswith('from __future__')]
+    head = future + ([f'from discffusion.{mod} import *'] if mod else []) + [l for l in lines if l not in future]
     funcs = [f"def test_cell_{i}():\n" + '\n'.join('    '+l if l.strip() else '' for l in t.splitlines())
              for i, t in enumerate(tests)]
     src = nb_path.relative_to(ROOT).as_posix()
