@@ -69,12 +69,11 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
         if not folder.is_dir(): raise FileNotFoundError(f"model: no folder at {folder}")
         missing = missing_model_files(folder)
         if missing: raise FileNotFoundError(f"model: {folder} is not a complete Stable Diffusion folder; missing {', '.join(missing)}")
-    try: pipe = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=dtype, safety_checker=None,
-                                                       requires_safety_checker=False, **kwargs)
+    try: pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False, **kwargs)
     except OSError as e:
         raise OSError(f"model: could not load {model!r} (offline, or not a diffusers Stable Diffusion repo): {e}") from e
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe.to(device, dtype)  # cast after loading: `torch_dtype` vs `dtype` differs across diffusers versions
 
 # %% ../nbs/00_core.ipynb #cf81ef7f
 def seeded_generator(seed: int, device: str | torch.device = 'cpu') -> torch.Generator:
