@@ -73,7 +73,9 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
     except OSError as e:
         raise OSError(f"model: could not load {model!r} (offline, or not a diffusers Stable Diffusion repo): {e}") from e
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device, dtype)  # cast after loading: `torch_dtype` vs `dtype` differs across diffusers versions
+    pipe = pipe.to(device)
+    # cast after loading: the keyword (`torch_dtype` or `dtype`) differs across diffusers versions
+    return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
 
 # %% ../nbs/00_core.ipynb #cf81ef7f
 def seeded_generator(seed: int, device: str | torch.device = 'cpu') -> torch.Generator:
