@@ -2,7 +2,7 @@
 import json, shutil, subprocess
 import numpy as np, pytest
 from PIL import Image
-from discffusion.cli import main
+from discffusion.cli import run
 from sd_fixtures import sd_pipeline
 
 @pytest.fixture(scope='module')
@@ -18,11 +18,11 @@ def model_and_images(tmp_path_factory):
 def test_score_json(model_and_images, capsys):
     model, imgs = model_and_images
     args = ['score', '--model', model, '--image', imgs[0], '--image', imgs[1], '--text', 'a red cube', '--text', 'a dog', '--timesteps', '300', '--json']
-    result = main(args)
+    result = run(args)
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(result))
     assert len(printed['scores']) == 2 and len(printed['scores'][0]) == 2 and printed['preset'] == 'official'
-    main(args[:-1])
+    run(args[:-1])
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 3 and table[1].startswith('a red cube') and all(l.count('*') == 1 for l in table[1:])
 
