@@ -16,8 +16,8 @@ from .hooks import record_cross_attention, select_layers, cross_attention_layers
 from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
 # %% auto #0
-__all__ = ['PRESETS', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score', 'noised_latents',
-           'denoise_target', 'DSDScorer', 'score_latents', 'prepare_images', 'tokenize', 'encode_texts',
+__all__ = ['PRESETS', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score', 'noised_latents', 'row_target',
+           'denoise_target', 'DSDScorer', 'score_latents', 'score_pairs', 'prepare_images', 'tokenize', 'encode_texts',
            'encode_images', 'score', 'from_pipeline', 'from_pretrained']
 
 # %% ../nbs/03_scoring.ipynb #917e618f
@@ -112,14 +112,17 @@ def noised_latents(scheduler, latents, timesteps, noise) -> torch.Tensor:
         out.append(scheduler.scale_model_input(zt, int(t)))
     return torch.stack(out)
 
-def denoise_target(scheduler, latents, noise, timesteps) -> torch.Tensor:
-    "What the UNet predicts, per timestep and image: eps, or v for v-prediction models. `[T, n_img, C, H, W]`."
+def row_target(scheduler, latents, noise, t) -> torch.Tensor:
+    "What the UNet predicts for rows noised with `noise` at timesteps `t`: eps, or v for v-prediction models."
     kind = scheduler.config.get('prediction_type', 'epsilon')
-    if kind == 'epsilon': return noise[:, None].to(latents).expand(-1, len(latents), -1, -1, -1)
-    if kind == 'v_prediction':
-        return torch.stack([scheduler.get_velocity(latents, noise[k].to(latents)[None].expand_as(latents),
-                            torch.full((len(latents),), int(t), device=latents.device)) for k, t in enumerate(timesteps)])
+    if kind == 'epsilon': return noise
+    if kind == 'v_prediction': return scheduler.get_velocity(latents, noise, t)
     raise ValueError(f"scheduler: prediction_type {kind!r} is not supported by the denoising term (epsilon, v_prediction)")
+
+def denoise_target(scheduler, latents, noise, timesteps) -> torch.Tensor:
+    "`row_target` for every timestep and image: `[T, n_img, C, H, W]`."
+    return torch.stack([row_target(scheduler, latents, noise[k].to(latents)[None].expand_as(latents),
+                                   torch.full((len(latents),), int(t), device=latents.device)) for k, t in enumerate(timesteps)])
 
 # %% ../nbs/03_scoring.ipynb #12089af0
 def _score_rows(unet, rec, x, t, ctx, mask=None, target=None):
@@ -249,6 +252,29 @@ def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] cle
     return scores.view(len(timesteps), len(latents), len(ctx)).mean(0).T.contiguous()
 
 DSDScorer.score_latents = score_latents
+
+# %% ../nbs/03_scoring.ipynb #69386c68
+def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean scaled latents
+                text_embeddings: torch.Tensor, # [R, S, D]
+                timesteps, # [R] ints: each row's timestep
+                noise: torch.Tensor, # [R, C, H, W]: each row's noise
+                token_mask: torch.Tensor | None = None, # [R, S] bool
+                uncond_embedding: torch.Tensor | None = None, # [1, S, D] (denoising term)
+               ) -> torch.Tensor:
+    "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
+    dev, dt = self.unet.device, self.unet.dtype
+    t = torch.as_tensor(timesteps, device=dev).long()
+    latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
+    zt = self.scheduler.add_noise(latents, noise, t)
+    target = row_target(self.scheduler, latents, noise, t).float() if self.denoise else None
+    with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:
+        att, err = _score_rows(self.unet, rec, zt, t, ctx, None if token_mask is None else token_mask.to(dev), target)
+    if err is None: return att
+    uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)
+    eps_u = self.unet(zt, t, encoder_hidden_states=uncond.expand(len(zt), -1, -1)).sample
+    return att + (target - eps_u.float()).flatten(1).norm(dim=1) - err
+
+DSDScorer.score_pairs = score_pairs
 
 # %% ../nbs/03_scoring.ipynb #ee13053f
 def _open_image(image, index: int) -> Image.Image:
