@@ -5,6 +5,7 @@
 # %% ../nbs/03_scoring.ipynb #f2b3903e
 from __future__ import annotations
 import math, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from PIL import Image
@@ -12,7 +13,7 @@ from tqdm.auto import tqdm
 from diffusers import DDPMScheduler
 from diffusers.models.attention_processor import AttnProcessor
 from .core import load_pipeline, seeded_generator
-from .hooks import record_cross_attention, select_layers, cross_attention_layers, StopForward
+from .hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
 # %% auto #0
@@ -67,18 +68,19 @@ def _naive_pool(logits, method, mask, k):
     return pooled.mean()
 
 # %% ../nbs/03_scoring.ipynb #2d1e2289
+@contextmanager
+def _eager_attention(unet):
+    "Eager attention in every layer while inside; yields {layer name: logits} of the cross-attention layers."
+    store, originals = {}, dict(unet.attn_processors)
+    procs = {k: _EagerLogitsProcessor(layer_name(k.removesuffix('.processor')), store) if layer_name(k.removesuffix('.processor'))
+             else AttnProcessor() for k in originals}
+    unet.set_attn_processor(procs)
+    try: yield store
+    finally: unet.set_attn_processor(originals)
+
 def _eager_unet_scores(unet, x, t, ctx):
     "One CFG-doubled forward with eager attention everywhere; returns (noise prediction, {layer: logits})."
-    store, modules = {}, cross_attention_layers(unet)
-    originals = dict(unet.attn_processors)
-    procs = {k: AttnProcessor() for k in originals}
-    for path, m in unet.named_modules():
-        if path.endswith('attn2'):
-            from discffusion.hooks import layer_name
-            procs[path + '.processor'] = _EagerLogitsProcessor(layer_name(path), store)
-    unet.set_attn_processor(procs)
-    try: return unet(x, t, encoder_hidden_states=ctx).sample, store
-    finally: unet.set_attn_processor(originals)
+    with _eager_attention(unet) as store: return unet(x, t, encoder_hidden_states=ctx).sample, store
 
 # %% ../nbs/03_scoring.ipynb #b1cad786
 @torch.no_grad()
