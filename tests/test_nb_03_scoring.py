@@ -2,6 +2,7 @@
 from __future__ import annotations
 from discffusion.scoring import *
 import math, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from PIL import Image
@@ -9,7 +10,7 @@ from tqdm.auto import tqdm
 from diffusers import DDPMScheduler
 from diffusers.models.attention_processor import AttnProcessor
 from discffusion.core import load_pipeline, seeded_generator
-from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, StopForward
+from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from discffusion.pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 from fastcore.test import test_eq, test_close, test_fail
 import time
