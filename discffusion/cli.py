@@ -99,8 +99,8 @@ def cmd_demo(args):
     from discffusion.scoring import DSDScorer
     from discffusion.shapes import make_split
     t0 = time.time()
-    scorer = DSDScorer.from_pretrained(None, device='cpu', preset=args.preset)
-    examples = make_split('test', args.n, seed=args.seed)
+    scorer = DSDScorer.from_pretrained(None, device='cpu', preset=args.preset, timesteps=args.timesteps)
+    examples = make_split(args.split, args.n, seed=args.seed)
     results = run_demo(scorer, examples)
     for i, rows in enumerate(results):
         best = max(range(len(rows)), key=lambda r: rows[r][2])
@@ -108,7 +108,9 @@ def cmd_demo(args):
         for r, (label, text, s) in enumerate(rows): print(f"  {'*' if r == best else ' '} {s:+9.4f}  {text:<40} ({label})")
     wins = sum(max(range(len(r)), key=lambda k: r[k][2]) == 0 for r in results)
     demo_figure(examples, results, args.out)
-    print(f'the caption scored highest for {wins} of {len(results)} images (preset {args.preset!r}); figure saved to {args.out}; {time.time() - t0:.0f}s')
+    held_out = ' (each holds a colour-shape pair never seen in training)' if args.split == 'test' else ''
+    print(f'the caption scored highest for {wins} of {len(results)} {args.split} images{held_out}; preset {args.preset!r}, '
+          f'timesteps {scorer.timesteps}; figure saved to {args.out}; {time.time() - t0:.0f}s')
     print('note: the embedded model knows only the shapes world; other words are split into characters by its CLIP-style tokenizer.')
     return results
 
@@ -144,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='discffusion', description='Discriminative Stable Diffusion: image-text matching from cross-attention.')
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help='score shapes-world images against their captions and hard negatives (offline, embedded model)')
-    d.add_argument('--n', type=int, default=4, help='how many test images (default 4)')
+    d.add_argument('--n', type=int, default=4, help='how many images (default 4)')
+    d.add_argument('--split', default='test', choices=['train', 'val', 'test'],
+                   help='test (default): every image holds a colour-shape pair never seen in training; val: seen pairs')
     d.add_argument('--preset', default='official', choices=['official', 'attention'])
+    d.add_argument('--timesteps', type=_timesteps, default=10, help="'official', a count n (default 10, spaced over 200-800), or ints")
     d.add_argument('--out', default='demo.png', help='where to save the figure (default demo.png)')
     d.add_argument('--seed', type=int, default=0)
     s = sub.add_parser('score', help='score texts against images')
