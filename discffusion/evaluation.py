@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .core import default_device
 from .data import Record, Records, open_image, load_dataset
-from .scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, _uncond_errors, _check_latents
+from .scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, _uncond_errors, _triples
 
 # %% auto #0
 __all__ = ['SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'score_group', 'process_shard', 'gather_outputs', 'score_records',
@@ -204,7 +204,7 @@ class DenoisingScorer(DSDScorer):
 def _cond_errors(unet, zt, timesteps, ctx, target, batch_size: int) -> torch.Tensor:
     "||target - eps_hat(z_t, text)|| for every (timestep, image, text), batched: `[T, n_img, n_text]`."
     T, n = zt.shape[:2]
-    kk, jj, ii = (g.flatten() for g in torch.meshgrid(torch.arange(T), torch.arange(n), torch.arange(len(ctx)), indexing='ij'))
+    kk, jj, ii = _triples(T, n, len(ctx))
     tt, errs = torch.tensor([int(t) for t in timesteps], device=zt.device), []
     for a in tqdm(range(0, len(kk), batch_size), desc='denoising', disable=len(kk) < 10 * batch_size):
         r = slice(a, a + batch_size)
@@ -215,12 +215,9 @@ def _cond_errors(unet, zt, timesteps, ctx, target, batch_size: int) -> torch.Ten
 @torch.no_grad()
 def _denoising_score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=None, noise=None, token_mask=None, uncond_embedding=None):
     "Denoising-error scores `[n_text, n_img]` on explicit latents and text embeddings (`token_mask` is unused)."
-    timesteps = self.timesteps if timesteps is None else list(timesteps)
-    noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
-    _check_latents(latents, text_embeddings, noise, timesteps)
+    timesteps, latents, ctx, noise, zt = self._prepare_latents(latents, text_embeddings, timesteps, noise)
     dev, dt = self.unet.device, self.unet.dtype
-    latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
-    zt, target = noised_latents(self.scheduler, latents, timesteps, noise), denoise_target(self.scheduler, latents, noise, timesteps).float()
+    target = denoise_target(self.scheduler, latents, noise, timesteps).float()
     cond = _cond_errors(self.unet, zt, timesteps, ctx, target, self.batch_size)
     if not self.normalize: return (-cond).mean(0).T.contiguous().float().cpu()
     uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)

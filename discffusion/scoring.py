@@ -214,6 +214,17 @@ class DSDScorer:
                 f"denoise={self.denoise}, timesteps={self.timesteps}, seed={self.seed})")
 
 # %% ../nbs/03_scoring.ipynb #860c8baa
+def _prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None):
+    "Default the grid and noise bank, check the inputs, move them to the UNet, noise them: (timesteps, latents, ctx, noise, zt)."
+    timesteps = self.timesteps if timesteps is None else list(timesteps)
+    noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
+    _check_latents(latents, text_embeddings, noise, timesteps)
+    dev, dt = self.unet.device, self.unet.dtype
+    latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
+    return timesteps, latents, ctx, noise, noised_latents(self.scheduler, latents, timesteps, noise)
+
+DSDScorer._prepare_latents = _prepare_latents
+
 def _triples(T: int, n_img: int, n_text: int):
     "Index tensors (timestep, image, text) of every triple, timestep-major."
     kk, jj, ii = torch.meshgrid(torch.arange(T), torch.arange(n_img), torch.arange(n_text), indexing='ij')
@@ -228,12 +239,8 @@ def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] cle
                   uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (denoising term)
                  ) -> torch.Tensor:
     "The DSD score matrix `[n_text, n_img]` on explicit latents and text embeddings."
-    timesteps = self.timesteps if timesteps is None else list(timesteps)
-    noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
-    _check_latents(latents, text_embeddings, noise, timesteps)
+    timesteps, latents, ctx, noise, zt = self._prepare_latents(latents, text_embeddings, timesteps, noise)
     dev, dt = self.unet.device, self.unet.dtype
-    latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
-    zt = noised_latents(self.scheduler, latents, timesteps, noise)
     target, uncond_err = None, None
     if self.denoise:
         uncond = uncond_embedding if uncond_embedding is not None else self._uncond_embedding()

@@ -10,7 +10,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from discffusion.core import default_device
 from discffusion.data import Record, Records, open_image, load_dataset
-from discffusion.scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, _uncond_errors, _check_latents
+from discffusion.scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, _uncond_errors, _triples
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile
 import matplotlib.pyplot as plt
