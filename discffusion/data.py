@@ -226,7 +226,8 @@ def _hf_rows(path: Path):
     try: import datasets
     except ImportError as e: raise ImportError(f"Winoground: reading {path} needs the `datasets` package: pip install datasets") from e
     if path.suffix == '.parquet': return datasets.Dataset.from_parquet(str(path))
-    ds = datasets.load_from_disk(str(path))
+    try: ds = datasets.load_from_disk(str(path))
+    except FileNotFoundError as e: raise FileNotFoundError(f"Winoground: {path} is not a `save_to_disk` folder, a parquet file, or a folder with examples.jsonl") from e
     return ds['test'] if isinstance(ds, datasets.DatasetDict) else ds
 
 def winoground_records(path, # a `save_to_disk` folder, a parquet file, or a folder/`examples.jsonl` with `images/`
