@@ -11,15 +11,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import default_device
+from .core import default_device, embedded_model_path
 from .data import Record, Records, open_image, load_dataset
-from .scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, _uncond_errors, _triples
+from .scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, uncond_errors, triple_index
 
 # %% auto #0
 __all__ = ['SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'score_group', 'process_shard', 'gather_outputs', 'score_records',
            'winoground_metrics', 'subset_metrics', 'summarize', 'evaluate', 'format_results', 'print_results',
-           'plot_results', 'DenoisingScorer', 'BlankImageControl', 'CLIPScorer', 'embed_texts', 'embed_images',
-           'clip_logits', 'clip_score', 'record_logits', 'finetune_clip', 'build_scorer', 'run_eval']
+           'plot_results', 'DenoisingScorer', 'BlankImageControl', 'CLIPScorer', 'embed_texts', 'image_pixels',
+           'embed_pixels', 'embed_images', 'clip_logits', 'clip_score', 'shapes_clip', 'record_logits', 'finetune_clip',
+           'clip_loss', 'pretrain_clip', 'build_scorer', 'run_eval']
 
 # %% ../nbs/08_evaluation.ipynb #62aa137e
 def hit_at(scores, # the candidates' scores
@@ -204,7 +205,7 @@ class DenoisingScorer(DSDScorer):
 def _cond_errors(unet, zt, timesteps, ctx, target, batch_size: int) -> torch.Tensor:
     "||target - eps_hat(z_t, text)|| for every (timestep, image, text), batched: `[T, n_img, n_text]`."
     T, n = zt.shape[:2]
-    kk, jj, ii = _triples(T, n, len(ctx))
+    kk, jj, ii = triple_index(T, n, len(ctx))
     tt, errs = torch.tensor([int(t) for t in timesteps], device=zt.device), []
     for a in tqdm(range(0, len(kk), batch_size), desc='denoising', disable=len(kk) < 10 * batch_size):
         r = slice(a, a + batch_size)
@@ -215,13 +216,13 @@ def _cond_errors(unet, zt, timesteps, ctx, target, batch_size: int) -> torch.Ten
 @torch.no_grad()
 def _denoising_score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=None, noise=None, token_mask=None, uncond_embedding=None):
     "Denoising-error scores `[n_text, n_img]` on explicit latents and text embeddings (`token_mask` is unused)."
-    timesteps, latents, ctx, noise, zt = self._prepare_latents(latents, text_embeddings, timesteps, noise)
+    timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
     dev, dt = self.unet.device, self.unet.dtype
     target = denoise_target(self.scheduler, latents, noise, timesteps).float()
     cond = _cond_errors(self.unet, zt, timesteps, ctx, target, self.batch_size)
     if not self.normalize: return (-cond).mean(0).T.contiguous().float().cpu()
     uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)
-    base = _uncond_errors(self.unet, zt, timesteps, uncond, target, self.batch_size)  # [T, n_img]
+    base = uncond_errors(self.unet, zt, timesteps, uncond, target, self.batch_size)  # [T, n_img]
     return (base[..., None] - cond).mean(0).T.contiguous().float().cpu()
 
 def _denoising_score_pairs(self: DenoisingScorer, latents, text_embeddings, timesteps, noise, token_mask=None, uncond_embedding=None) -> torch.Tensor:
@@ -277,10 +278,17 @@ def embed_texts(self: CLIPScorer, texts: list[str]) -> torch.Tensor:
     enc = tok(list(texts), padding=True, truncation=True, max_length=min(tok.model_max_length, self.model.config.text_config.max_position_embeddings), return_tensors='pt').to(self.device)
     return F.normalize(self.model.text_projection(self.model.text_model(**enc).pooler_output), dim=-1)
 
+def image_pixels(self: CLIPScorer, images) -> torch.Tensor:
+    "The CLIP processor's `pixel_values` of `images` (PIL images or paths), on the CPU."
+    return self.processor.image_processor([open_image(im) for im in images], return_tensors='pt')['pixel_values']
+
+def embed_pixels(self: CLIPScorer, pixels: torch.Tensor) -> torch.Tensor:
+    "Unit-norm projected image embeddings `[n, d]` of processed `pixel_values` (differentiable)."
+    return F.normalize(self.model.visual_projection(self.model.vision_model(pixel_values=pixels.to(self.device)).pooler_output), dim=-1)
+
 def embed_images(self: CLIPScorer, images) -> torch.Tensor:
     "Unit-norm projected image embeddings `[n, d]` (differentiable)."
-    pixels = self.processor.image_processor([open_image(im) for im in images], return_tensors='pt')['pixel_values'].to(self.device)
-    return F.normalize(self.model.visual_projection(self.model.vision_model(pixel_values=pixels).pooler_output), dim=-1)
+    return self.embed_pixels(self.image_pixels(images))
 
 def clip_logits(self: CLIPScorer, images, texts) -> torch.Tensor:
     "`[n_text, n_img]` scaled cosine similarities (differentiable)."
@@ -293,7 +301,26 @@ def clip_score(self: CLIPScorer, images, texts) -> torch.Tensor:
     images = [images] if isinstance(images, (str, Path, Image.Image)) else images
     return self.logits(images, [texts] if isinstance(texts, str) else texts).float().cpu()
 
-CLIPScorer.embed_texts, CLIPScorer.embed_images, CLIPScorer.logits, CLIPScorer.score = embed_texts, embed_images, clip_logits, clip_score
+CLIPScorer.embed_texts, CLIPScorer.image_pixels, CLIPScorer.embed_pixels = embed_texts, image_pixels, embed_pixels
+CLIPScorer.embed_images, CLIPScorer.logits, CLIPScorer.score = embed_images, clip_logits, clip_score
+
+# %% ../nbs/08_evaluation.ipynb #c172431c
+def shapes_clip(hidden: int = 32, # width of both towers
+                layers: int = 2, # transformer layers of each tower
+                patch: int = 8, # ViT patch side, in pixels
+                projection: int = 16, # width of the joint embedding space
+                image_size: int = 32, seed: int = 0, device='cpu') -> CLIPScorer:
+    "A randomly initialised CLIP scorer for the shapes world, with the embedded model's tokenizer."
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer, CLIPImageProcessorPil
+    torch.manual_seed(seed)
+    tok = CLIPTokenizer.from_pretrained(embedded_model_path()/'tokenizer')
+    tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 16))
+    cfg = CLIPConfig(text_config=tower | dict(vocab_size=len(tok), max_position_embeddings=tok.model_max_length, bos_token_id=tok.bos_token_id,
+                                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+                     vision_config=tower | dict(image_size=image_size, patch_size=patch), projection_dim=projection)
+    size = dict(shortest_edge=image_size), dict(height=image_size, width=image_size)
+    proc = CLIPProcessor(image_processor=CLIPImageProcessorPil(size=size[0], crop_size=size[1]), tokenizer=tok)
+    return CLIPScorer(CLIPModel(cfg), proc, device=device)
 
 # %% ../nbs/08_evaluation.ipynb #7ee4f21b
 def _trainable(model, train: str) -> list:
@@ -322,6 +349,45 @@ def finetune_clip(scorer: CLIPScorer, records, # the k-shot training records
                 opt.zero_grad(); loss.backward(); opt.step(); epoch.append(loss.item())
             losses.append(float(np.mean(epoch)))
     for p in scorer.model.parameters(): p.requires_grad_(True)
+    return losses
+
+# %% ../nbs/08_evaluation.ipynb #009a6a7f
+def _soft_targets(captions: list[str]) -> torch.Tensor:
+    "Rows that sum to one over the positions holding the same caption."
+    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
+    return same / same.sum(1, keepdim=True)
+
+def clip_loss(logits: torch.Tensor, # [n_text, n_img] scaled similarities of a batch, text i paired with image i
+              captions: list[str]) -> torch.Tensor:
+    "CLIP's symmetric in-batch cross-entropy, with repeated captions as shared positives."
+    target = _soft_targets(captions).to(logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+# %% ../nbs/08_evaluation.ipynb #8fec6022
+def _lr_shape(step: int, steps: int, warmup: int) -> float:
+    "Linear warm-up over `warmup` steps, then cosine decay to zero at `steps`."
+    return min(1, (step + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(1, step / steps)))
+
+def pretrain_clip(scorer: CLIPScorer, images, # PIL images (or paths) to train on
+                  captions: list[str], # their captions
+                  steps: int = 1000, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.1,
+                  warmup: int = 100, # linear warm-up steps, then cosine decay to zero
+                  seed: int = 0, progress: bool = True) -> list[float]:
+    "Train all of `scorer`'s CLIP in place with the CLIP objective on (image, caption) pairs; returns each step's loss."
+    if len(images) != len(captions): raise ValueError(f"captions: expected one per image ({len(images)}), got {len(captions)}")
+    if not 2 <= batch_size <= len(images): raise ValueError(f"batch_size: expected 2..{len(images)} (the number of images), got {batch_size}")
+    pixels, model, gen, losses = scorer.image_pixels(images), scorer.model, torch.Generator().manual_seed(seed), []
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_shape(s, steps, warmup))
+    model.train()
+    with torch.enable_grad():
+        for _ in tqdm(range(steps), desc='training CLIP', disable=not progress):
+            idx = torch.randperm(len(images), generator=gen)[:batch_size]
+            caps = [captions[i] for i in idx.tolist()]
+            loss = clip_loss(model.logit_scale.exp() * scorer.embed_texts(caps) @ scorer.embed_pixels(pixels[idx]).T, caps)
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step(); losses.append(loss.item())
+            with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))  # CLIP's cap on the temperature
+    model.eval()
     return losses
 
 # %% ../nbs/08_evaluation.ipynb #319d7f08

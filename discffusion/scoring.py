@@ -18,8 +18,9 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
 # %% auto #0
 __all__ = ['PRESETS', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score', 'noised_latents', 'row_target',
-           'denoise_target', 'DSDScorer', 'score_latents', 'score_pairs', 'prepare_images', 'tokenize', 'encode_texts',
-           'encode_images', 'score', 'from_pipeline', 'from_pretrained']
+           'denoise_target', 'uncond_errors', 'DSDScorer', 'prepare_latents', 'triple_index', 'score_latents',
+           'score_pairs', 'prepare_images', 'tokenize', 'encode_texts', 'encode_images', 'score', 'from_pipeline',
+           'from_pretrained']
 
 # %% ../nbs/03_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler (its `set_timesteps` spacing is used)
@@ -137,8 +138,14 @@ def _score_rows(unet, rec, x, t, ctx, mask=None, target=None):
     return attention, (target - eps.float()).flatten(1).norm(dim=1)
 
 # %% ../nbs/03_scoring.ipynb #2fbd1ee7
-def _uncond_errors(unet, zt, timesteps, uncond, target, batch_size):
-    "||target - eps_hat(z_t, '')|| for every (timestep, image): `[T, n_img]`."
+def uncond_errors(unet, # the UNet
+                  zt: torch.Tensor, # [T, n_img, C, H, W] noised latents
+                  timesteps, # the T timesteps
+                  uncond: torch.Tensor, # [1, S, D], the embedding of ""
+                  target: torch.Tensor, # [T, n_img, C, H, W], what the UNet should predict
+                  batch_size: int, # rows per UNet call
+                 ) -> torch.Tensor:
+    "||target - eps_hat(z_t, '')|| for every (timestep, image): `[T, n_img]`, the denoising term's baseline."
     T, n = zt.shape[:2]
     x, tgt = zt.flatten(0, 1), target.flatten(0, 1)
     t = torch.tensor([int(s) for s in timesteps], device=x.device).repeat_interleave(n)
@@ -214,7 +221,7 @@ class DSDScorer:
                 f"denoise={self.denoise}, timesteps={self.timesteps}, seed={self.seed})")
 
 # %% ../nbs/03_scoring.ipynb #860c8baa
-def _prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None):
+def prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None):
     "Default the grid and noise bank, check the inputs, move them to the UNet, noise them: (timesteps, latents, ctx, noise, zt)."
     timesteps = self.timesteps if timesteps is None else list(timesteps)
     noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
@@ -223,9 +230,9 @@ def _prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, 
     latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
     return timesteps, latents, ctx, noise, noised_latents(self.scheduler, latents, timesteps, noise)
 
-DSDScorer._prepare_latents = _prepare_latents
+DSDScorer.prepare_latents = prepare_latents
 
-def _triples(T: int, n_img: int, n_text: int):
+def triple_index(T: int, n_img: int, n_text: int):
     "Index tensors (timestep, image, text) of every triple, timestep-major."
     kk, jj, ii = torch.meshgrid(torch.arange(T), torch.arange(n_img), torch.arange(n_text), indexing='ij')
     return kk.flatten(), jj.flatten(), ii.flatten()
@@ -239,14 +246,14 @@ def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] cle
                   uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (denoising term)
                  ) -> torch.Tensor:
     "The DSD score matrix `[n_text, n_img]` on explicit latents and text embeddings."
-    timesteps, latents, ctx, noise, zt = self._prepare_latents(latents, text_embeddings, timesteps, noise)
+    timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
     dev, dt = self.unet.device, self.unet.dtype
     target, uncond_err = None, None
     if self.denoise:
         uncond = uncond_embedding if uncond_embedding is not None else self._uncond_embedding()
         target = denoise_target(self.scheduler, latents, noise, timesteps).float()
-        uncond_err = _uncond_errors(self.unet, zt, timesteps, uncond.to(dev, dt), target, self.batch_size)
-    kk, jj, ii = _triples(len(timesteps), len(latents), len(ctx))
+        uncond_err = uncond_errors(self.unet, zt, timesteps, uncond.to(dev, dt), target, self.batch_size)
+    kk, jj, ii = triple_index(len(timesteps), len(latents), len(ctx))
     tt = torch.tensor([int(t) for t in timesteps], device=dev)
     stop = not self.denoise and not any(n.startswith('up') for n in self.layers)
     scores = torch.zeros(len(kk), dtype=torch.float32)

@@ -19,7 +19,7 @@ from diffusers import UNet2DConditionModel
 
 
 def test_cell_0():
-    from discffusion.scoring import _triples
+    from discffusion.scoring import triple_index
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 32, 64, 64), norm_num_groups=8,
         down_block_types=('CrossAttnDownBlock2D',)*3 + ('DownBlock2D',), up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',)*3,

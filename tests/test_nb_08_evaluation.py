@@ -8,14 +8,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
-from discffusion.core import default_device
+from discffusion.core import default_device, embedded_model_path
 from discffusion.data import Record, Records, open_image, load_dataset
-from discffusion.scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, _uncond_errors, _triples
+from discffusion.scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, uncond_errors, triple_index
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile
 import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel, DDPMScheduler
-from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer, CLIPImageProcessorPil
 from discffusion.core import embedded_model_path, load_pipeline
 from discffusion.data import shapes_records, kshot_split, winoground_group
 
@@ -40,14 +39,7 @@ def test_cell_0():
 
 
 def test_cell_1():
-    def tiny(seed=0):
-        torch.manual_seed(seed)
-        tok = CLIPTokenizer.from_pretrained(embedded_model_path()/'tokenizer')
-        cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                          max_position_embeddings=tok.model_max_length, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-                         vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=16), projection_dim=8)
-        proc = CLIPProcessor(image_processor=CLIPImageProcessorPil(size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32}), tokenizer=tok)
-        return CLIPScorer(CLIPModel(cfg), proc, device='cpu')
+    tiny = lambda: shapes_clip(hidden=16, layers=1, patch=16, projection=8)
     recs = shapes_records('train', 4, types=['color_change', 'shape_change'])
     a, b = tiny(), tiny()
     la, lb = finetune_clip(a, recs, epochs=3, lr=1e-2, progress=False), finetune_clip(b, recs, epochs=3, lr=1e-2, progress=False)
@@ -55,3 +47,16 @@ def test_cell_1():
     torch.testing.assert_close(a.model.text_model.embeddings.token_embedding.weight, tiny().model.text_model.embeddings.token_embedding.weight)
     assert not torch.equal(a.model.text_projection.weight, tiny().model.text_projection.weight)
     test_fail(lambda: finetune_clip(a, recs, train='lora'), contains="train: expected 'projections' or 'all'")
+
+
+def test_cell_2():
+    tiny = lambda: shapes_clip(hidden=16, layers=1, patch=16, projection=8)
+    imgs = [r.query for r in shapes_records('train', 8, types=['color_change'])]
+    caps = [r.candidates[0] for r in shapes_records('train', 8, types=['color_change'])]
+    a, b = tiny(), tiny()
+    test_eq(pretrain_clip(a, imgs, caps, steps=3, batch_size=4, progress=False), pretrain_clip(b, imgs, caps, steps=3, batch_size=4, progress=False))
+    torch.testing.assert_close(a.model.state_dict(), b.model.state_dict())
+    assert not torch.equal(a.model.text_projection.weight, tiny().model.text_projection.weight)
+    assert a.model.logit_scale.exp() <= 100 and not a.model.training
+    test_fail(lambda: pretrain_clip(a, imgs, caps[:3]), contains='captions: expected one per image (8), got 3')
+    test_fail(lambda: pretrain_clip(a, imgs, caps, batch_size=9), contains='batch_size: expected 2..8')
