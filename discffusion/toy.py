@@ -86,13 +86,13 @@ def scheduler_config() -> dict:
                 prediction_type='epsilon', clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 # %% ../nbs/05_toy_model.ipynb #9fc6f6ec
-def build_models(tokenizer, seed: int = 0, size: int = 32):
+def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3):
     "Freshly initialised (vae, text_encoder, unet, scheduler) for `tokenizer`, deterministic for `seed`."
     from diffusers import AutoencoderKL, UNet2DConditionModel, DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
     torch.manual_seed(seed)
     vae = AutoencoderKL(**vae_config(size))
-    te_cfg = text_encoder_config(tokenizer)
+    te_cfg = text_encoder_config(tokenizer, layers=text_layers)
     text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))
     unet = UNet2DConditionModel(**unet_config(size // 4, te_cfg['hidden_size']))
     return vae, text_encoder, unet, DDIMScheduler(**scheduler_config())
@@ -201,8 +201,8 @@ def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler
     return Path(out)
 
 # %% ../nbs/05_toy_model.ipynb #b8e16d32
-FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250)
-QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2)
+FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3)
+QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
@@ -231,7 +231,7 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     ck.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     tokenizer = make_tokenizer(ck/'tokenizer')
-    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed)
+    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=settings['text_layers'])
     images, captions = training_data(settings['n_images'], seed)
     s = settings
     ema = _fit('vae', {'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], s['vae_lr'], s['warmup'] // 4,
