@@ -11,6 +11,7 @@ from discffusion.shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, r
 from fastcore.test import test_eq, test_fail, test_close
 import tempfile
 import matplotlib.pyplot as plt
+from PIL import Image
 from discffusion.core import embedded_model_path, load_pipeline, missing_model_files
 
 
