@@ -1,6 +1,5 @@
 "Dataset readers on fixtures written in the exact published formats, with generated images."
-import csv, json, pickle, sys, warnings
-from unittest import mock
+import csv, json, pickle, warnings
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
@@ -170,11 +169,6 @@ def test_winoground_errors(tmp_path):
     (folder/'examples.jsonl').write_text(json.dumps({'id': 0, 'image_0': 'a', 'image_1': 'b', 'caption_0': 'x'}) + '\n')
     with pytest.raises(ValueError, match=r"line 1 of .*examples.jsonl lacks column\(s\) \['caption_1', 'tag'\]"): winoground_records(folder)
     with pytest.raises(FileNotFoundError, match='Winoground path: no file or folder'): winoground_records(tmp_path/'missing')
-
-def test_winoground_hf_copy_needs_datasets(tmp_path):
-    (tmp_path/'hf').mkdir(); (tmp_path/'hf'/'dataset_info.json').write_text('{}')
-    with mock.patch.dict(sys.modules, {'datasets': None}):  # as if `datasets` were not installed
-        with pytest.raises(ImportError, match='needs the `datasets` package: pip install datasets'): winoground_records(tmp_path/'hf')
 
 # The generic format --------------------------------------------------------------------------------------------
 
