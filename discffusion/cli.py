@@ -57,7 +57,8 @@ def cmd_train_toy(args) -> Path:
     "Train the shapes-world pipeline into `--out`."
     from discffusion.toy import train_toy
     t0 = time.time()
-    extra = {} if args.text_layers is None else dict(text_layers=args.text_layers)
+    recipe = dict(text_layers=args.text_layers, partial_captions=args.partial_captions)
+    extra = {k: v for k, v in recipe.items() if v is not None}
     out = train_toy(args.out, seed=args.seed, quick=args.quick, resume=not args.restart, **extra)
     print(f'saved the pipeline to {out} in {time.time() - t0:.0f}s')
     return out
@@ -199,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--seed', type=int, default=0)
     t.add_argument('--quick', action='store_true', help='a few steps only (a smoke test)')
     t.add_argument('--restart', action='store_true', help='ignore checkpoints in --out and start over')
-    t.add_argument('--text-layers', type=int, default=None, help='text-encoder layers (default: the shipped recipe, 3)')
+    t.add_argument('--text-layers', type=int, default=None, help="text-encoder layers (default: the shipped recipe's)")
+    t.add_argument('--partial-captions', type=float, default=None,
+                   help="share of two-object images captioned by one object only (default: the shipped recipe's)")
     return p
 
 # %% ../nbs/10_cli.ipynb #b87a8de0

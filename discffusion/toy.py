@@ -98,11 +98,21 @@ def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3)
     return vae, text_encoder, unet, DDIMScheduler(**scheduler_config())
 
 # %% ../nbs/05_toy_model.ipynb #36f42116
-def training_data(n: int, seed: int = 0, size: int = 32, two_objects: float = 0.75) -> tuple[torch.Tensor, list[str]]:
+def _partial_captions(examples, share: float, seed: int) -> list[str]:
+    "Captions of `examples`; a random `share` of the two-object ones describe only one of their objects (seeded)."
+    rng = np.random.default_rng([int(seed), 99])
+    one = lambda e: caption(Scene((e.scene.objects[rng.integers(2)],)))
+    return [one(e) if len(e.scene.objects) == 2 and rng.random() < share else e.caption for e in examples]
+
+def training_data(n: int, # number of images
+                  seed: int = 0, size: int = 32, two_objects: float = 0.75, # as for `make_split`
+                  partial_captions: float = 0.0, # share of two-object images captioned by one of their objects only
+                 ) -> tuple[torch.Tensor, list[str]]:
     "`n` images (uint8, N×3×H×W) of the *train* split and their captions."
+    if not 0 <= partial_captions <= 1: raise ValueError(f"partial_captions: expected a share in [0, 1], got {partial_captions!r}")
     exs = make_split('train', n, seed=seed, size=size, two_objects=two_objects)
     images = torch.from_numpy(np.stack([np.asarray(e.image) for e in exs])).permute(0, 3, 1, 2).contiguous()
-    return images, [e.caption for e in exs]
+    return images, _partial_captions(exs, partial_captions, seed)
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     "uint8 images in [0, 255] to floats in [-1, 1], as the VAE expects."
@@ -201,8 +211,8 @@ def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler
     return Path(out)
 
 # %% ../nbs/05_toy_model.ipynb #b8e16d32
-FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3)
-QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3)
+FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0)
+QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
@@ -232,7 +242,7 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     t0 = time.time()
     tokenizer = make_tokenizer(ck/'tokenizer')
     vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=settings['text_layers'])
-    images, captions = training_data(settings['n_images'], seed)
+    images, captions = training_data(settings['n_images'], seed, partial_captions=settings['partial_captions'])
     s = settings
     ema = _fit('vae', {'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], s['vae_lr'], s['warmup'] // 4,
                torch.Generator().manual_seed(seed), ck/'vae.pt', s['every'], settings)
