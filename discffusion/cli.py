@@ -57,7 +57,7 @@ def cmd_train_toy(args) -> Path:
     "Train the shapes-world pipeline into `--out`."
     from discffusion.toy import train_toy
     t0 = time.time()
-    recipe = dict(text_layers=args.text_layers, partial_captions=args.partial_captions)
+    recipe = dict(text_layers=args.text_layers, partial_captions=args.partial_captions, text_encoder=args.text_encoder)
     extra = {k: v for k, v in recipe.items() if v is not None}
     out = train_toy(args.out, seed=args.seed, quick=args.quick, resume=not args.restart, **extra)
     print(f'saved the pipeline to {out} in {time.time() - t0:.0f}s')
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--text-layers', type=int, default=None, help="text-encoder layers (default: the shipped recipe's)")
     t.add_argument('--partial-captions', type=float, default=None,
                    help="share of two-object images captioned by one object only (default: the shipped recipe's)")
+    t.add_argument('--text-encoder', default=None, choices=['joint', 'clip'],
+                   help="joint: trained with the UNet; clip: a CLIP text tower pretrained on the pairs, frozen (default: the shipped recipe's)")
     return p
 
 # %% ../nbs/10_cli.ipynb #b87a8de0

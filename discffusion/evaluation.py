@@ -309,11 +309,13 @@ def shapes_clip(hidden: int = 32, # width of both towers
                 layers: int = 2, # transformer layers of each tower
                 patch: int = 8, # ViT patch side, in pixels
                 projection: int = 16, # width of the joint embedding space
-                image_size: int = 32, seed: int = 0, device='cpu') -> CLIPScorer:
-    "A randomly initialised CLIP scorer for the shapes world, with the embedded model's tokenizer."
+                image_size: int = 32, seed: int = 0, device='cpu',
+                tokenizer=None, # a shapes-world `CLIPTokenizer`; None: the embedded model's
+               ) -> CLIPScorer:
+    "A randomly initialised CLIP scorer for the shapes world."
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer, CLIPImageProcessorPil
     torch.manual_seed(seed)
-    tok = CLIPTokenizer.from_pretrained(embedded_model_path()/'tokenizer')
+    tok = tokenizer or CLIPTokenizer.from_pretrained(embedded_model_path()/'tokenizer')
     tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 16))
     cfg = CLIPConfig(text_config=tower | dict(vocab_size=len(tok), max_position_embeddings=tok.model_max_length, bos_token_id=tok.bos_token_id,
                                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),

@@ -10,13 +10,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from PIL import Image
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
 
 # %% auto #0
-__all__ = ['BOS', 'EOS', 'FULL', 'QUICK', 'shapes_vocabulary', 'make_tokenizer', 'text_encoder_config', 'vae_config',
-           'unet_config', 'scheduler_config', 'build_models', 'training_data', 'to_unit', 'tokenize', 'lr_at',
-           'vae_loss', 'encode_latents', 'diffusion_loss', 'save_pipeline', 'train_toy', 'color_masks', 'find_objects',
-           'matches']
+__all__ = ['BOS', 'EOS', 'TEXT_ENCODERS', 'FULL', 'QUICK', 'shapes_vocabulary', 'make_tokenizer', 'text_encoder_config',
+           'vae_config', 'unet_config', 'scheduler_config', 'build_models', 'training_data', 'to_unit', 'tokenize',
+           'lr_at', 'vae_loss', 'encode_latents', 'diffusion_loss', 'pretrained_text_encoder', 'save_pipeline',
+           'train_toy', 'color_masks', 'find_objects', 'matches']
 
 # %% ../nbs/05_toy_model.ipynb #f9fbeaf3
 def shapes_vocabulary() -> list[str]:
@@ -201,6 +202,23 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty_ids, batch
         return F.mse_loss(pred, noise)
     return loss
 
+# %% ../nbs/05_toy_model.ipynb #5ed24c8c
+def pretrained_text_encoder(tokenizer, images: torch.Tensor, captions: list[str], # the training pairs (uint8 images)
+                            steps: int, seed: int, ckpt: Path, settings: dict, # CLIP steps; checkpoint file and the run's settings
+                            batch_size: int = 128):
+    "The text tower of a shapes-world CLIP trained with CLIP's objective on the pairs, as a frozen `CLIPTextModel`."
+    from transformers import CLIPTextModel
+    from discffusion.evaluation import shapes_clip, pretrain_clip
+    clip = shapes_clip(hidden=64, layers=3, patch=4, projection=64, seed=seed, tokenizer=tokenizer)
+    if (state := _load(ckpt, settings)) is not None: clip.model.load_state_dict(state['model'])
+    else:
+        pils = [Image.fromarray(x) for x in images.permute(0, 2, 3, 1).numpy()]
+        pretrain_clip(clip, pils, captions, steps=steps, batch_size=min(batch_size, len(pils)), seed=seed)
+        _save(ckpt, dict(model=clip.model.state_dict(), settings=json.dumps(settings)))
+    text_encoder = CLIPTextModel(clip.model.config.text_config)
+    text_encoder.load_state_dict(clip.model.text_model.state_dict())
+    return text_encoder.requires_grad_(False).eval()
+
 # %% ../nbs/05_toy_model.ipynb #bf3e9adb
 def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler) -> Path:
     "Save a `StableDiffusionPipeline` folder (no safety checker) with safetensors weights."
@@ -211,8 +229,9 @@ def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler
     return Path(out)
 
 # %% ../nbs/05_toy_model.ipynb #b8e16d32
-FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0)
-QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0)
+TEXT_ENCODERS = ('joint', 'clip') # trained with the UNet, or pretrained with CLIP's objective and frozen (`pretrained_text_encoder`)
+FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='joint', clip_steps=2000)
+QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0, text_encoder='joint', clip_steps=3)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
@@ -226,6 +245,7 @@ def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` whi
     settings = {**(QUICK if quick else FULL), 'seed': int(seed)}
     if unknown := set(overrides) - set(FULL): raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
     settings.update(overrides)
+    if settings['text_encoder'] not in TEXT_ENCODERS: raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
     out = Path(out)
     if resume and (out/'model_index.json').exists() and not (out/'checkpoints').exists(): return out
     prev = torch.get_num_threads()
@@ -244,6 +264,9 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=settings['text_layers'])
     images, captions = training_data(settings['n_images'], seed, partial_captions=settings['partial_captions'])
     s = settings
+    if s['text_encoder'] == 'clip':
+        text_encoder = pretrained_text_encoder(tokenizer, images, captions, s['clip_steps'], seed, ck/'clip.pt', settings)
+        torch.manual_seed(seed + 7); unet = type(unet)(**unet_config(unet.config.sample_size, text_encoder.config.hidden_size))
     ema = _fit('vae', {'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], s['vae_lr'], s['warmup'] // 4,
                torch.Generator().manual_seed(seed), ck/'vae.pt', s['every'], settings)
     latents = encode_latents(vae, images)
@@ -251,9 +274,10 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     latents = latents * vae.config.scaling_factor
     ids, empty = tokenize(tokenizer, captions), tokenize(tokenizer, [''])[0]
     loss = diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty, s['batch_size'])
-    ema = _fit('unet', {'unet': unet, 'text_encoder': text_encoder}, loss, s['unet_steps'], s['unet_lr'], s['warmup'],
+    trained = {'unet': unet} if s['text_encoder'] == 'clip' else {'unet': unet, 'text_encoder': text_encoder}
+    ema = _fit('unet', trained, loss, s['unet_steps'], s['unet_lr'], s['warmup'],
                torch.Generator().manual_seed(seed + 1), ck/'unet.pt', s['every'], settings, ema_decay=0.999)
-    unet.load_state_dict(ema['unet']); text_encoder.load_state_dict(ema['text_encoder'])
+    for k, m in trained.items(): m.load_state_dict(ema[k])
     for m in (vae, unet, text_encoder): m.eval()
     save_pipeline(out, vae, text_encoder, make_tokenizer(out/'tokenizer'), unet, scheduler)
     (out/'training.json').write_text(json.dumps({**settings, 'seconds': round(time.time() - t0, 1), 'torch': torch.__version__}, indent=1))

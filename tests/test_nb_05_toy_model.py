@@ -7,11 +7,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from PIL import Image
 from discffusion.shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
 from fastcore.test import test_eq, test_fail, test_close
 import tempfile
 import matplotlib.pyplot as plt
-from PIL import Image
 from discffusion.core import embedded_model_path, load_pipeline, missing_model_files
 
 
