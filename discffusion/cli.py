@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
 import torch
+from .toy import TEXT_ENCODERS
 
 # %% auto #0
 __all__ = ['HARD', 'format_matrix', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'cmd_demo', 'cmd_eval',
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--text-layers', type=int, default=None, help="text-encoder layers (default: the shipped recipe's)")
     t.add_argument('--partial-captions', type=float, default=None,
                    help="share of two-object images captioned by one object only (default: the shipped recipe's)")
-    t.add_argument('--text-encoder', default=None, choices=['joint', 'clip'],
+    t.add_argument('--text-encoder', default=None, choices=TEXT_ENCODERS,
                    help="joint: trained with the UNet; clip: a CLIP text tower pretrained on the pairs, frozen (default: the shipped recipe's)")
     return p
 
