@@ -15,9 +15,9 @@ from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make
 
 # %% auto #0
 __all__ = ['BOS', 'EOS', 'TEXT_ENCODERS', 'FULL', 'QUICK', 'shapes_vocabulary', 'make_tokenizer', 'text_encoder_config',
-           'vae_config', 'unet_config', 'scheduler_config', 'build_models', 'training_data', 'to_unit', 'tokenize',
-           'lr_at', 'vae_loss', 'encode_latents', 'diffusion_loss', 'pretrained_text_encoder', 'save_pipeline',
-           'train_toy', 'color_masks', 'find_objects', 'matches']
+           'vae_config', 'unet_config', 'scheduler_config', 'build_models', 'training_data', 'to_unit', 'to_pil',
+           'tokenize', 'lr_at', 'vae_loss', 'encode_latents', 'diffusion_loss', 'pretrained_text_encoder',
+           'save_pipeline', 'train_toy', 'color_masks', 'find_objects', 'matches']
 
 # %% ../nbs/05_toy_model.ipynb #f9fbeaf3
 def shapes_vocabulary() -> list[str]:
@@ -119,6 +119,10 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     "uint8 images in [0, 255] to floats in [-1, 1], as the VAE expects."
     return images.float() / 127.5 - 1
 
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    "uint8 images (N×3×H×W) back to PIL images, for image processors that take them (a CLIP's, say)."
+    return [Image.fromarray(x) for x in images.permute(0, 2, 3, 1).numpy()]
+
 def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
     "Token ids padded (with `<|endoftext|>`) and truncated to `model_max_length`, as the SD pipeline does."
     return tokenizer(texts, padding='max_length', max_length=tokenizer.model_max_length, truncation=True, return_tensors='pt').input_ids
@@ -212,8 +216,7 @@ def pretrained_text_encoder(tokenizer, images: torch.Tensor, captions: list[str]
     clip = shapes_clip(hidden=64, layers=3, patch=4, projection=64, seed=seed, tokenizer=tokenizer)
     if (state := _load(ckpt, settings)) is not None: clip.model.load_state_dict(state['model'])
     else:
-        pils = [Image.fromarray(x) for x in images.permute(0, 2, 3, 1).numpy()]
-        pretrain_clip(clip, pils, captions, steps=steps, batch_size=min(batch_size, len(pils)), seed=seed)
+        pretrain_clip(clip, to_pil(images), captions, steps=steps, batch_size=min(batch_size, len(images)), seed=seed)
         _save(ckpt, dict(model=clip.model.state_dict(), settings=json.dumps(settings)))
     text_encoder = CLIPTextModel(clip.model.config.text_config)
     text_encoder.load_state_dict(clip.model.text_model.state_dict())
