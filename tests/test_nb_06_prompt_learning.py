@@ -57,7 +57,7 @@ def test_cell_1():
     with torch.no_grad():
         for n, p in sc.unet.named_parameters():
             if 'lora_B' in n: p.normal_(0, 0.05)
-    x, c = torch.randn(2, 4, 8, 8), torch.randn(2, 16, 128)
+    x, c = torch.randn(2, 4, 8, 8), torch.randn(2, 16, sc.unet.config.cross_attention_dim)
     with tempfile.TemporaryDirectory() as d:
         save_adapter(sc, d, None, lora)
         pipe = load_pipeline(None, device='cpu')

@@ -77,7 +77,7 @@ def test_prompt_only_training_saves_prompt_tokens_only():
         out = train_shapes(Path(d)/'p', shots=2, targets='prompt', steps=2, pool=4, n_val=0, batch_size=2, progress=False)
         assert (out/'prompt_tokens.safetensors').is_file() and not (out/'pytorch_lora_weights.safetensors').exists()
         sc = load_adapter(shapes_scorer(), out)
-        assert sc.prompt_tokens.vectors.shape == (4, 128)
+        assert sc.prompt_tokens.vectors.shape == (4, sc.text_encoder.config.hidden_size)
         with pytest.raises(TypeError, match='prompt tokens apply to a DSDScorer'):
             from discffusion.core import load_pipeline
             load_adapter(load_pipeline(None, device='cpu'), out)
