@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--partial-captions', type=float, default=None,
                    help="share of two-object images captioned by one object only (default: the shipped recipe's)")
     t.add_argument('--text-encoder', default=None, choices=TEXT_ENCODERS,
-                   help="joint: trained with the UNet; clip: a CLIP text tower pretrained on the pairs, frozen (default: the shipped recipe's)")
+                   help="joint: trained with the UNet; clip: a CLIP text tower pretrained on the pairs, frozen; clip-tuned: the same, "
+                        "then trained with the UNet (default: the shipped recipe's)")
     return p
 
 # %% ../nbs/10_cli.ipynb #b87a8de0

@@ -232,7 +232,7 @@ def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler
     return Path(out)
 
 # %% ../nbs/05_toy_model.ipynb #b8e16d32
-TEXT_ENCODERS = ('joint', 'clip') # trained with the UNet, or pretrained with CLIP's objective and frozen (`pretrained_text_encoder`)
+TEXT_ENCODERS = ('joint', 'clip', 'clip-tuned') # trained with the UNet; pretrained with CLIP's objective (`pretrained_text_encoder`) and frozen; or pretrained, then trained with the UNet
 FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='joint', clip_steps=2000)
 QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0, text_encoder='joint', clip_steps=3)
 
@@ -267,7 +267,7 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=settings['text_layers'])
     images, captions = training_data(settings['n_images'], seed, partial_captions=settings['partial_captions'])
     s = settings
-    if s['text_encoder'] == 'clip':
+    if s['text_encoder'] != 'joint':
         text_encoder = pretrained_text_encoder(tokenizer, images, captions, s['clip_steps'], seed, ck/'clip.pt', settings)
         torch.manual_seed(seed + 7); unet = type(unet)(**unet_config(unet.config.sample_size, text_encoder.config.hidden_size))
     ema = _fit('vae', {'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], s['vae_lr'], s['warmup'] // 4,
@@ -277,7 +277,7 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     latents = latents * vae.config.scaling_factor
     ids, empty = tokenize(tokenizer, captions), tokenize(tokenizer, [''])[0]
     loss = diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty, s['batch_size'])
-    trained = {'unet': unet} if s['text_encoder'] == 'clip' else {'unet': unet, 'text_encoder': text_encoder}
+    trained = {'unet': unet} if s['text_encoder'] == 'clip' else {'unet': unet, 'text_encoder': text_encoder.requires_grad_(True)}
     ema = _fit('unet', trained, loss, s['unet_steps'], s['unet_lr'], s['warmup'],
                torch.Generator().manual_seed(seed + 1), ck/'unet.pt', s['every'], settings, ema_decay=0.999)
     for k, m in trained.items(): m.load_state_dict(ema[k])
