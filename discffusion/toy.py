@@ -87,15 +87,17 @@ def scheduler_config() -> dict:
                 prediction_type='epsilon', clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 # %% ../nbs/05_toy_model.ipynb #9fc6f6ec
-def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3):
+def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3,
+                 text_encoder=None, # a pretrained text encoder to use as it is (None: a fresh one of `text_layers`)
+                ):
     "Freshly initialised (vae, text_encoder, unet, scheduler) for `tokenizer`, deterministic for `seed`."
     from diffusers import AutoencoderKL, UNet2DConditionModel, DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
     torch.manual_seed(seed)
     vae = AutoencoderKL(**vae_config(size))
-    te_cfg = text_encoder_config(tokenizer, layers=text_layers)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))
-    unet = UNet2DConditionModel(**unet_config(size // 4, te_cfg['hidden_size']))
+    if text_encoder is None: text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
+    else: torch.manual_seed(seed + 7)  # a given encoder: the UNet gets a draw of its own
+    unet = UNet2DConditionModel(**unet_config(size // 4, text_encoder.config.hidden_size))
     return vae, text_encoder, unet, DDIMScheduler(**scheduler_config())
 
 # %% ../nbs/05_toy_model.ipynb #36f42116
@@ -263,13 +265,10 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     if not resume: shutil.rmtree(ck, ignore_errors=True)
     ck.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    tokenizer = make_tokenizer(ck/'tokenizer')
-    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=settings['text_layers'])
-    images, captions = training_data(settings['n_images'], seed, partial_captions=settings['partial_captions'])
-    s = settings
-    if s['text_encoder'] != 'joint':
-        text_encoder = pretrained_text_encoder(tokenizer, images, captions, s['clip_steps'], seed, ck/'clip.pt', settings)
-        torch.manual_seed(seed + 7); unet = type(unet)(**unet_config(unet.config.sample_size, text_encoder.config.hidden_size))
+    tokenizer, s = make_tokenizer(ck/'tokenizer'), settings
+    images, captions = training_data(s['n_images'], seed, partial_captions=s['partial_captions'])
+    pretrained = None if s['text_encoder'] == 'joint' else pretrained_text_encoder(tokenizer, images, captions, s['clip_steps'], seed, ck/'clip.pt', s)
+    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=s['text_layers'], text_encoder=pretrained)
     ema = _fit('vae', {'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], s['vae_lr'], s['warmup'] // 4,
                torch.Generator().manual_seed(seed), ck/'vae.pt', s['every'], settings)
     latents = encode_latents(vae, images)
