@@ -235,8 +235,8 @@ def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler
 
 # %% ../nbs/05_toy_model.ipynb #b8e16d32
 TEXT_ENCODERS = ('joint', 'clip', 'clip-tuned') # trained with the UNet; pretrained with CLIP's objective (`pretrained_text_encoder`) and frozen; or pretrained, then trained with the UNet
-FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='joint', clip_steps=2000)
-QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0, text_encoder='joint', clip_steps=3)
+FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=2000)
+QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=3)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
