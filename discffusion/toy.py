@@ -14,10 +14,10 @@ from PIL import Image
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
 
 # %% auto #0
-__all__ = ['BOS', 'EOS', 'TEXT_ENCODERS', 'FULL', 'QUICK', 'shapes_vocabulary', 'make_tokenizer', 'text_encoder_config',
-           'vae_config', 'unet_config', 'scheduler_config', 'build_models', 'training_data', 'to_unit', 'to_pil',
-           'tokenize', 'lr_at', 'vae_loss', 'encode_latents', 'diffusion_loss', 'pretrained_text_encoder',
-           'save_pipeline', 'train_toy', 'color_masks', 'find_objects', 'matches']
+__all__ = ['BOS', 'EOS', 'SHAPES_CLIP', 'TEXT_ENCODERS', 'FULL', 'QUICK', 'shapes_vocabulary', 'make_tokenizer',
+           'text_encoder_config', 'vae_config', 'unet_config', 'scheduler_config', 'build_models', 'training_data',
+           'to_unit', 'to_pil', 'tokenize', 'lr_at', 'vae_loss', 'encode_latents', 'diffusion_loss',
+           'pretrained_text_encoder', 'save_pipeline', 'train_toy', 'color_masks', 'find_objects', 'matches']
 
 # %% ../nbs/05_toy_model.ipynb #f9fbeaf3
 def shapes_vocabulary() -> list[str]:
@@ -209,13 +209,15 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty_ids, batch
     return loss
 
 # %% ../nbs/05_toy_model.ipynb #5ed24c8c
+SHAPES_CLIP = dict(hidden=64, layers=3, patch=4, projection=64) # sizes of the shapes-world CLIP (`evaluation.shapes_clip`) whose text tower the CLIP recipes use
+
 def pretrained_text_encoder(tokenizer, images: torch.Tensor, captions: list[str], # the training pairs (uint8 images)
                             steps: int, seed: int, ckpt: Path, settings: dict, # CLIP steps; checkpoint file and the run's settings
                             batch_size: int = 128):
     "The text tower of a shapes-world CLIP trained with CLIP's objective on the pairs, as a frozen `CLIPTextModel`."
     from transformers import CLIPTextModel
     from discffusion.evaluation import shapes_clip, pretrain_clip
-    clip = shapes_clip(hidden=64, layers=3, patch=4, projection=64, seed=seed, tokenizer=tokenizer)
+    clip = shapes_clip(**SHAPES_CLIP, seed=seed, tokenizer=tokenizer)
     if (state := _load(ckpt, settings)) is not None: clip.model.load_state_dict(state['model'])
     else:
         pretrain_clip(clip, to_pil(images), captions, steps=steps, batch_size=min(batch_size, len(images)), seed=seed)
