@@ -253,6 +253,9 @@ def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` whi
     if unknown := set(overrides) - set(FULL): raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
     settings.update(overrides)
     if settings['text_encoder'] not in TEXT_ENCODERS: raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
+    if settings['text_encoder'] != 'joint' and settings['text_layers'] != SHAPES_CLIP['layers']:
+        raise ValueError(f"text_layers: the {settings['text_encoder']!r} recipe uses the shapes CLIP's text tower, which has {SHAPES_CLIP['layers']} layers; "
+                         f"got {settings['text_layers']} (choose the depth with text_encoder='joint')")
     out = Path(out)
     if resume and (out/'model_index.json').exists() and not (out/'checkpoints').exists(): return out
     prev = torch.get_num_threads()
