@@ -584,7 +584,7 @@ def train_shapes(out: str | Path, # adapter folder (checkpoints go there too)
     shots_ex = sample_shots(make_split('train', max(pool, shots), seed=0), shots, seed)
     train = shapes_groups(scorer, shots_ex, contrast, negatives, seed)
     val = shapes_evalset(scorer, make_split('val', n_val, seed=0), negatives, ('t2i',) if contrast == 'image' else ('t2i', 'i2t')) if n_val else None
-    tau = dict(temperature=0.1 if scorer.denoise else 0.01)   # about a quarter of the median score gap (see above)
+    tau = dict(temperature=0.1 if scorer.denoise else 0.01)   # chosen against the median score gaps (see above)
     cfg = TrainConfig(**(dict(targets=targets, seed=seed, steps=steps) | tau | ({} if n_val else {'val_every': 0}) | options))
     res = fit(scorer, train, val, cfg, out, resume=resume, progress=progress)
     info = json.loads((Path(out)/INFO_FILE).read_text()) | dict(shots=shots, scorer=dict(preset=preset, timesteps=scorer.timesteps, seed=scorer.seed),
