@@ -9,6 +9,7 @@ import torch
 from fastcore.test import test_eq, test_close, test_fail
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
+import matplotlib.pyplot as plt
 
 
 def test_cell_0():

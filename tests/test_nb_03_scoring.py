@@ -16,6 +16,7 @@ from fastcore.test import test_eq, test_close, test_fail
 import time
 import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel
+from diffusers import EulerDiscreteScheduler
 
 
 def test_cell_0():

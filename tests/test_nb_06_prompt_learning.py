@@ -22,6 +22,9 @@ import tempfile, time, json, re
 import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel, DDPMScheduler, StableDiffusionPipeline
 from discffusion.core import load_pipeline
+from discffusion.core import embedded_model_path
+from discffusion.prompt_learning import _setup
+from IPython.display import Markdown, display
 
 
 def test_cell_0():

@@ -10,6 +10,9 @@ from discffusion.shapes import make_split, caption, render
 from fastcore.test import test_eq, test_ne, test_fail
 import tempfile
 import matplotlib.pyplot as plt
+import datasets
+import sys
+from unittest import mock
 
 
 def test_cell_0():

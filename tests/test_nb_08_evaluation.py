@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel, DDPMScheduler
 from discffusion.core import embedded_model_path, load_pipeline
 from discffusion.data import shapes_records, kshot_split, winoground_group
+from discffusion.toy import training_data, to_pil
 
 
 def test_cell_0():
