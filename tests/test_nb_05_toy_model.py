@@ -24,7 +24,7 @@ from discffusion.hooks import cross_attention_layers
 from diffusers import DDIMScheduler
 from unittest.mock import patch
 import discffusion.toy as toy
-from discffusion.hooks import cross_attention_layers, select_layers
+from discffusion.hooks import select_layers
 
 
 def test_cell_0():
