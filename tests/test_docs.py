@@ -9,12 +9,12 @@ from nbdev.config import get_config
 from nbdev.serve import proc_nbs
 
 def test_docs_processors_run_on_every_notebook():
-    cache = get_config().config_path/'_proc'
-    existed = cache.exists()
+    root = get_config().config_path
+    cache, existed = root/'_proc', (root/'_proc').exists()
     try:
         out = proc_nbs(force=True, n_workers=1)
         done = {p.relative_to(out).as_posix() for p in out.rglob('*.ipynb')}
-        expected = {p.relative_to(get_config().config_path).as_posix() for p in get_config().config_path.glob('nbs/*.ipynb')} | {'index.ipynb'}
+        expected = {p.relative_to(root).as_posix() for p in root.glob('nbs/*.ipynb')} | {'index.ipynb'}
         assert expected <= done, sorted(expected - done)
     finally:
         if not existed: shutil.rmtree(cache, ignore_errors=True)

@@ -16,6 +16,7 @@ from discffusion.core import embedded_model_path, load_pipeline, missing_model_f
 from diffusers import StableDiffusionPipeline
 from IPython.display import Markdown
 from discffusion.scoring import DSDScorer
+from discffusion.evaluation import bootstrap_ci
 from discffusion.hooks import record_cross_attention
 from discffusion.scoring import noise_bank
 from discffusion.scoring import _eager_attention
