@@ -13,6 +13,7 @@ from fastcore.test import test_eq, test_fail, test_close
 import tempfile
 import matplotlib.pyplot as plt
 from discffusion.core import embedded_model_path, load_pipeline, missing_model_files
+from diffusers import DDIMScheduler
 from diffusers import StableDiffusionPipeline
 from IPython.display import Markdown
 from discffusion.scoring import DSDScorer
@@ -22,7 +23,6 @@ from discffusion.scoring import noise_bank
 from discffusion.scoring import _eager_attention
 import itertools
 from discffusion.hooks import cross_attention_layers
-from diffusers import DDIMScheduler
 from unittest.mock import patch
 import discffusion.toy as toy
 from discffusion.hooks import select_layers
