@@ -23,6 +23,7 @@ from discffusion.scoring import noise_bank
 from discffusion.scoring import _eager_attention
 import itertools
 from discffusion.hooks import cross_attention_layers
+from functools import partial
 from unittest.mock import patch
 import discffusion.toy as toy
 from discffusion.hooks import select_layers
