@@ -10,7 +10,7 @@ import torch
 from .toy import TEXT_ENCODERS
 
 # %% auto #0
-__all__ = ['HARD', 'format_matrix', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'cmd_demo', 'cmd_eval',
+__all__ = ['format_matrix', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'cmd_demo', 'cmd_eval',
            'cmd_train', 'build_parser', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
@@ -65,12 +65,10 @@ def cmd_train_toy(args) -> Path:
     return out
 
 # %% ../nbs/14_cli.ipynb #5fa1b966
-HARD = ('attribute_swap', 'object_swap', 'relation_flip')
-
 def demo_rows(example) -> list[tuple[str, str]]:
     "(label, text) rows for one shapes-world example: its caption, then its hard negatives."
-    from discffusion.shapes import caption
-    return [('caption', example.caption)] + [(k, caption(example.negatives[k])) for k in HARD if k in example.negatives]
+    from discffusion.shapes import caption, HARD_NEGATIVES
+    return [('caption', example.caption)] + [(k, caption(example.negatives[k])) for k in HARD_NEGATIVES if k in example.negatives]
 
 def run_demo(scorer, examples) -> list[list[tuple[str, str, float]]]:
     "Score each example's image against its rows: [[(label, text, score), ...], ...]."

@@ -15,7 +15,7 @@ from .shapes import make_split, caption, render
 __all__ = ['KINDS', 'COMVG_COLUMNS', 'COMVG_SUBSETS', 'VQA_COLUMNS', 'WINOGROUND_COLUMNS', 'NEGATIVE_TYPES', 'DATASETS', 'Crop',
            'Record', 'open_image', 'image_path', 'Records', 'need_file', 'read_csv', 'read_jsonl', 'coco_image',
            'comvg_records', 'vqa_records', 'refcocog_records', 'winoground_group', 'winoground_records',
-           'matching_records', 'shapes_records', 'kshot_split', 'subsample', 'load_dataset']
+           'matching_records', 'shapes_records', 'kshot_split', 'subsample', 'load_records']
 
 # %% ../nbs/06_data.ipynb #425084d3
 KINDS = ('image', 'text')
@@ -334,7 +334,7 @@ def _loader(name: str, path, images, split, seed, skip_missing, kwargs):
     if name == 'csv': return matching_records(path, images, skip_missing=skip_missing)
     return shapes_records(split or 'test', seed=seed, **kwargs)
 
-def load_dataset(name: str, # one of `DATASETS`
+def load_records(name: str, # one of `DATASETS`
                  path=None, # the CSV/JSONL file, or the dataset's folder (refcocog, winoground); unused for shapes
                  images=None, # the image folder (comvg, vqa, refcocog; csv: default the file's folder)
                  split: str | None = None, # refcocog: val (default), test, train; shapes: test (default), val, train

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 from .core import default_device, embedded_model_path
-from .data import Record, Records, open_image, load_dataset
+from .data import Record, Records, open_image, load_records
 from .scoring import DSDScorer, noise_bank, noised_latents, denoise_target, row_target, uncond_errors, triple_index
 
 # %% auto #0
@@ -141,7 +141,7 @@ def summarize(outputs: list[dict], ks=(1, 5), n_boot: int = 1000, seed: int = 0)
 
 # %% ../nbs/07_evaluation.ipynb #c170ffa8
 def evaluate(scorer, # anything with `score(images, texts) -> Tensor[n_text, n_img]`
-             records, # `Record`s, e.g. from `discffusion.data.load_dataset`
+             records, # `Record`s, e.g. from `discffusion.data.load_records`
              ks=(1, 5), # R@k reported where records have more than k candidates
              n_boot: int = 1000, seed: int = 0, # bootstrap resamples and their seed
              progress: bool = True) -> dict:
@@ -407,10 +407,10 @@ def build_scorer(kind: str = 'dsd', # dsd, denoise (the denoising error), blank 
 
 def run_eval(dataset: str, # one of `discffusion.data.DATASETS`
              scorer, # anything with `score(images, texts)`
-             path=None, images=None, # the dataset's file/folder and image folder (see `load_dataset`)
+             path=None, images=None, # the dataset's file/folder and image folder (see `load_records`)
              split: str | None = None, limit: int | None = None, seed: int = 0, skip_missing: bool = False,
              ks=(1, 5), n_boot: int = 1000, progress: bool = True,
              **kwargs) -> dict: # passed to the dataset reader
     "Load `dataset` and evaluate `scorer` on it: `evaluate`'s metrics dict."
-    records = load_dataset(dataset, path, images, split=split, limit=limit, seed=seed, skip_missing=skip_missing, **kwargs)
+    records = load_records(dataset, path, images, split=split, limit=limit, seed=seed, skip_missing=skip_missing, **kwargs)
     return evaluate(scorer, records, ks=ks, n_boot=n_boot, seed=seed, progress=progress)

@@ -19,11 +19,11 @@ from peft.utils import get_peft_model_state_dict
 from diffusers.models.attention_processor import Attention
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
-from .shapes import make_split, render, caption
+from .shapes import make_split, render, caption, HARD_NEGATIVES
 
 # %% auto #0
-__all__ = ['LORA_PRESETS', 'HARD', 'CONTRASTS', 'TIMESTEP_MODES', 'LOSSES', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE',
-           'shapes_scorer', 'attention_modules', 'lora_targets', 'count_trainable', 'add_lora', 'sd21_base_unet_config',
+__all__ = ['LORA_PRESETS', 'CONTRASTS', 'TIMESTEP_MODES', 'LOSSES', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'shapes_scorer',
+           'attention_modules', 'lora_targets', 'count_trainable', 'add_lora', 'sd21_base_unet_config',
            'lora_parameter_count', 'PromptTokens', 'Group', 'encode', 'negative_image', 'shapes_groups', 'sample_shots',
            'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'EvalSet', 'shapes_evalset', 'pair_scores',
            'task_results', 'TrainConfig', 'make_trainable', 'trainable_state', 'load_trainable_state', 'group_loss',
@@ -113,7 +113,6 @@ class PromptTokens(torch.nn.Module):
         return torch.cat([hidden, p], 1), mask
 
 # %% ../nbs/11_prompt_learning.ipynb #86b54753
-HARD = ('attribute_swap', 'object_swap', 'relation_flip')
 CONTRASTS = ('image', 'text', 'both')
 
 @dataclass
@@ -153,7 +152,7 @@ def _candidates(example, kinds, contrast, size, seed):
 # %% ../nbs/11_prompt_learning.ipynb #6ad0ab99
 def shapes_groups(scorer: DSDScorer, examples: list, # `shapes.Example`s
                   contrast: str = 'image', # 'image' (text→image), 'text' (image→text) or 'both'
-                  negatives: tuple[str, ...] = HARD, # negative types, one group each
+                  negatives: tuple[str, ...] = HARD_NEGATIVES, # negative types, one group each
                   seed: int = 0) -> list[Group]:
     "One two-candidate `Group` per example and negative type."
     if contrast not in CONTRASTS: raise ValueError(f"contrast: unknown {contrast!r}; expected one of {CONTRASTS}")
@@ -230,7 +229,7 @@ class EvalSet:
     pairs: torch.Tensor # [P, 2] long: (image index, text index)
     tasks: list # (direction, kind, positive pair index, negative pair index)
 
-def shapes_evalset(scorer: DSDScorer, examples: list, negatives=HARD,
+def shapes_evalset(scorer: DSDScorer, examples: list, negatives=HARD_NEGATIVES,
                    directions=('t2i', 'i2t'), # text→image and/or image→text
                    seed: int = 0) -> EvalSet:
     "The evaluation pairs and tasks of `examples`."
@@ -574,7 +573,7 @@ def train_shapes(out: str | Path, # adapter folder (checkpoints go there too)
                  model=None, # pipeline to adapt (None: the embedded shapes model)
                  scorer_timesteps: int | list = 2, # the scorer's grid (the 'grid' training mode uses it too)
                  preset: str = 'official', # the scorer's preset: 'official' (attention + denoising term) or 'attention'
-                 contrast: str = 'image', negatives: tuple = HARD,
+                 contrast: str = 'image', negatives: tuple = HARD_NEGATIVES,
                  pool: int = 512, # size of the train-split pool the shots are drawn from
                  n_val: int = 64, # val-split examples for validation (0: none)
                  resume: bool = True, progress: bool = True,
@@ -601,7 +600,7 @@ def model_fingerprint(model=None) -> str:
     for f in sorted((folder/'unet').glob('*.safetensors')) + sorted((folder/'text_encoder').glob('*.safetensors')): h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
-def evaluate_shapes(scorer: DSDScorer, examples: list, prompt: PromptTokens | None = None, negatives=HARD) -> dict[str, list[bool]]:
+def evaluate_shapes(scorer: DSDScorer, examples: list, prompt: PromptTokens | None = None, negatives=HARD_NEGATIVES) -> dict[str, list[bool]]:
     "{'t2i:attribute_swap': [right?, ...], ...}: every task of `examples` with the inference score."
     es = shapes_evalset(scorer, examples, negatives)
     return {f'{d}:{k}': v.tolist() for (d, k), v in task_results(es, pair_scores(scorer, es, prompt)).items()}

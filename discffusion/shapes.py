@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # %% auto #0
-__all__ = ['COLORS', 'SHAPES', 'RELATIONS', 'OPPOSITE', 'HELD_OUT', 'SPLITS', 'Obj', 'Scene', 'caption', 'render',
-           'hard_negatives', 'easy_negatives', 'seen_combos', 'sample_scene', 'Example', 'make_split']
+__all__ = ['COLORS', 'SHAPES', 'RELATIONS', 'OPPOSITE', 'HARD_NEGATIVES', 'HELD_OUT', 'SPLITS', 'Obj', 'Scene', 'caption',
+           'render', 'hard_negatives', 'easy_negatives', 'seen_combos', 'sample_scene', 'Example', 'make_split']
 
 # %% ../nbs/05_shapes.ipynb #78a3ed79
 COLORS: dict[str, tuple[int, int, int]] = {'red': (230, 40, 40), 'green': (40, 190, 60),
@@ -87,6 +87,8 @@ def render(scene: Scene, # what to draw
     return im.resize((size, size), Image.Resampling.BOX)
 
 # %% ../nbs/05_shapes.ipynb #dbcf4538
+HARD_NEGATIVES: tuple[str, ...] = ('attribute_swap', 'object_swap', 'relation_flip') # the keys of `hard_negatives`
+
 def hard_negatives(scene: Scene) -> dict[str, Scene]:
     "Scenes that keep the caption's words but change their binding, by negative type."
     if len(scene.objects) != 2: return {}

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
 from discffusion.data import (Record, Records, Crop, open_image, comvg_records, vqa_records, refcocog_records, winoground_records,
-                              matching_records, shapes_records, kshot_split, subsample, load_dataset, coco_image, COMVG_COLUMNS,
+                              matching_records, shapes_records, kshot_split, subsample, load_records, coco_image, COMVG_COLUMNS,
                               VQA_COLUMNS, NEGATIVE_TYPES, DATASETS)
 
 def img(path, color=(0, 0, 0), size=(16, 12)):
@@ -188,7 +188,7 @@ def test_matching_csv_and_jsonl(tmp_path):
     (tmp_path/'e.jsonl').write_text(json.dumps({'image': 'a.jpg', 'negatives': ['x']}) + '\n')
     with pytest.raises(ValueError, match=r"line 1 of e.jsonl: missing or empty \['text'\]"): matching_records(tmp_path/'e.jsonl')
 
-# Shapes, splits, load_dataset ----------------------------------------------------------------------------------
+# Shapes, splits, load_records ----------------------------------------------------------------------------------
 
 def test_shapes_records_both_directions():
     t, i = shapes_records('test', 5, seed=1), shapes_records('test', 5, seed=1, direction='image')
@@ -214,9 +214,9 @@ def test_subsample_and_load_dataset(tmp_path, comvg):
     assert len(sub) == 12 and len({r.group for r in sub}) == 3 and sub == subsample(recs, 3, seed=1)
     assert [r.group for r in sub] == sorted([r.group for r in sub], key=int)  # file order kept
     assert subsample(recs, None) is recs and subsample(recs, 100) is recs
-    assert len(load_dataset('comvg', *comvg, limit=2)) == 2
-    assert len(load_dataset('winoground', tmp_path/'wino', limit=2)) == 8
-    assert len(load_dataset('shapes', split='val', limit=2, types=['object_swap'])) == 2
+    assert len(load_records('comvg', *comvg, limit=2)) == 2
+    assert len(load_records('winoground', tmp_path/'wino', limit=2)) == 8
+    assert len(load_records('shapes', split='val', limit=2, types=['object_swap'])) == 2
     assert set(DATASETS) == {'comvg', 'vqa', 'refcocog', 'winoground', 'shapes', 'csv'}
-    with pytest.raises(ValueError, match="dataset: unknown 'mscoco'"): load_dataset('mscoco')
-    with pytest.raises(ValueError, match='limit: expected an int >= 1'): load_dataset('comvg', *comvg, limit=0)
+    with pytest.raises(ValueError, match="dataset: unknown 'mscoco'"): load_records('mscoco')
+    with pytest.raises(ValueError, match='limit: expected an int >= 1'): load_records('comvg', *comvg, limit=0)

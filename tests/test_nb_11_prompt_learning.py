@@ -16,7 +16,7 @@ from peft.utils import get_peft_model_state_dict
 from diffusers.models.attention_processor import Attention
 from discffusion.scoring import DSDScorer, noise_bank
 from discffusion.hooks import record_cross_attention
-from discffusion.shapes import make_split, render, caption
+from discffusion.shapes import make_split, render, caption, HARD_NEGATIVES
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, time, json, re
 import matplotlib.pyplot as plt
