@@ -125,7 +125,7 @@ class Group:
 
 def encode(scorer: DSDScorer, images: list, texts: list[str]):
     "Latents of `images` and (hidden, mask) of `texts`, with the scorer's own encoders (no prompt tokens)."
-    hidden, mask = DSDScorer.encode_texts(scorer, texts)
+    hidden, mask = scorer.encode_texts(texts, prompt=False)
     return scorer.encode_images(images), hidden, mask
 
 # %% ../nbs/11_prompt_learning.ipynb #8763d841
@@ -506,10 +506,7 @@ def check_lora(unet, state_dict: dict, config: dict, rank: int | None = None):
 # %% ../nbs/11_prompt_learning.ipynb #1e29f8da
 def _attach_prompt(scorer: DSDScorer, prompt: PromptTokens):
     "Make `scorer.encode_texts` (used by `score`) append `prompt`'s vectors."
-    def encode_texts(texts):
-        hidden, mask = DSDScorer.encode_texts(scorer, texts)
-        with torch.no_grad(): return prompt(hidden, mask)
-    scorer.encode_texts, scorer.prompt_tokens = encode_texts, prompt
+    scorer.prompt_tokens = prompt
 
 def load_prompt(folder: str | Path, dim: int) -> PromptTokens:
     "The prompt tokens of an adapter folder, checked against the text hidden size `dim`."

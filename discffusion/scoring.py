@@ -203,6 +203,7 @@ class DSDScorer:
         if self.batch_size < 1: raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
         self.resolution = resolution or unet.config.sample_size * self.vae_scale_factor
         self._uncond = None
+        self.prompt_tokens = None # learnt context vectors (`prompt_learning.PromptTokens`) that `encode_texts` appends
 
     @property
     def vae_scale_factor(self) -> int:
@@ -351,13 +352,15 @@ def tokenize(tokenizer, texts: list[str]):
 
 # %% ../nbs/04_scoring.ipynb #aaa2a517
 @torch.no_grad()
-def encode_texts(self: DSDScorer, texts: list[str]):
+def encode_texts(self: DSDScorer, texts: list[str],
+                 prompt: bool = True): # append `self.prompt_tokens` when the scorer has them
     "Text-encoder hidden states `[n, S, D]` and the token mask (None for `all`)."
     if self.text_encoder is None or self.tokenizer is None: raise ValueError("text_encoder/tokenizer: this scorer was built without them; use score_latents")
     ids, attention = tokenize(self.tokenizer, texts)
     dev = self.text_encoder.device
     hidden = torch.cat([self.text_encoder(ids[a:a + self.batch_size].to(dev))[0] for a in range(0, len(ids), self.batch_size)])
-    return hidden, real_token_mask(attention, self.token_mask)
+    mask = real_token_mask(attention, self.token_mask)
+    return self.prompt_tokens(hidden, mask) if prompt and self.prompt_tokens is not None else (hidden, mask)
 
 @torch.no_grad()
 def encode_images(self: DSDScorer, images) -> torch.Tensor:
