@@ -40,9 +40,17 @@ def cross_attention_layers(unet: torch.nn.Module) -> dict[str, torch.nn.Module]:
 
 # %% ../nbs/02_hooks.ipynb #4ce15599
 def _last_block(names: list[str], stage: str) -> list[str]:
+    "The layers of the last block of `stage` that has cross-attention."
     blocks = [n for n in names if n.startswith(stage + '.')]
     last = max((n.split('.')[1] for n in blocks), key=int, default=None)
     return [n for n in blocks if n.split('.')[1] == last]
+
+def _last_transformer_blocks(names: list[str]) -> list[str]:
+    "Of each attention module's transformer blocks, the last (names end in the block index when it is not 0)."
+    module = lambda n: '.'.join(n.split('.')[:2 if n.startswith('mid') else 3])
+    last = {}
+    for n in names: last[module(n)] = n  # forward order: the last name of a module is its last block
+    return [n for n in names if n in last.values()]
 
 def select_layers(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
                   layers: str | list[str] = 'official', # `official`, `all`, `down`, `mid`, `up`, or layer names
@@ -51,14 +59,19 @@ def select_layers(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
     names = list(cross_attention_layers(unet))
     if isinstance(layers, str):
         if layers == 'all': return names
-        if layers == 'official': chosen = set(_last_block(names, 'down') + [n for n in names if n.startswith('mid')] + _last_block(names, 'up'))
+        if layers == 'official':
+            stages = _last_block(names, 'down') + [n for n in names if n.startswith('mid')] + _last_block(names, 'up')
+            chosen = set(_last_transformer_blocks(stages))
         elif layers in _STAGE_ORDER: chosen = {n for n in names if n.startswith(layers + '.')}
-        else: raise ValueError(f"layers: unknown selection {layers!r}; expected 'official', 'all', 'down', 'mid', 'up' or a list of {names}")
+        else: raise ValueError(f"layers: unknown selection {layers!r}; expected 'official', 'all', 'down', 'mid', "
+                               f"'up' or a list of {names}")
     else:
         unknown = [n for n in layers if n not in names]
-        if unknown or not layers: raise ValueError(f"layers: {unknown or 'empty list'} not among this UNet's cross-attention layers {names}")
+        if unknown or not layers:
+            raise ValueError(f"layers: {unknown or 'empty list'} not among this UNet's cross-attention layers {names}")
         chosen = set(layers)
     return [n for n in names if n in chosen]
+
 
 # %% ../nbs/02_hooks.ipynb #11dc478b
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:

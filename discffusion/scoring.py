@@ -10,36 +10,39 @@ from pathlib import Path
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from diffusers import DDPMScheduler
+from fastcore.basics import patch
+from diffusers import DDPMScheduler, EulerDiscreteScheduler
 from diffusers.models.attention_processor import AttnProcessor
 from .core import load_pipeline, seeded_generator
 from .hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
+
 # %% auto #0
 __all__ = ['PRESETS', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score', 'noised_latents', 'row_target',
-           'denoise_target', 'uncond_errors', 'DSDScorer', 'prepare_latents', 'triple_index', 'score_latents',
-           'score_pairs', 'prepare_images', 'tokenize', 'encode_texts', 'encode_images', 'score', 'from_pipeline',
-           'from_pretrained']
+           'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors', 'resolve_timesteps', 'DSDScorer',
+           'triple_index', 'prepare_images', 'tokenize']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
-def official_timesteps(scheduler, # the pipeline's scheduler (its `set_timesteps` spacing is used)
-                       sampling_steps: int = 30, # the official `--sampling_time_steps`
-                       num_inference_steps: int = 50, strength: float = 0.8) -> list[int]:
-    "The timesteps the official DSD code scores at, in increasing order."
-    sched = type(scheduler).from_config(scheduler.config)
-    sched.set_timesteps(num_inference_steps)
+def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
+                       sampling_steps: int = 30, # the official `--sampling_time_steps` S
+                       num_inference_steps: int = 50, strength: float = 0.8, # the official pipeline's defaults
+                      ) -> list[int]:
+    "The timesteps the official DSD code scores at (`DSDPipeline.sampled_timesteps`), in increasing order."
+    if not isinstance(sampling_steps, int) or not 1 <= sampling_steps <= 1000:
+        raise ValueError(f"sampling_steps: expected an int in [1, 1000], got {sampling_steps!r}")
+    grid = EulerDiscreteScheduler.from_config(scheduler.config).timesteps  # construction grid: no set_timesteps
     start = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
-    stride = max(int(1000 / sampling_steps), 1)
-    picked = sched.timesteps[torch.arange(start * sched.order, len(sched.timesteps) - start, stride)]
+    picked = grid[torch.arange(start, len(grid) - start, int(1000 / sampling_steps))]  # Euler's order is 1
     return sorted(int(t) for t in picked)
 
 def spaced_timesteps(n: int, # how many timesteps
-                     low: int = 200, high: int = 800, # the window, as in the official grid
+                     low: int = 200, high: int = 800, # the window
                     ) -> list[int]:
     "`n` timesteps evenly spaced over [low, high] (the midpoint when n == 1)."
-    if n < 1: raise ValueError(f"timesteps: need at least 1, got {n}")
+    if not isinstance(n, int) or n < 1: raise ValueError(f"timesteps: a count needs an int >= 1, got {n!r}")
     return [round((low + high) / 2)] if n == 1 else [round(low + (high - low) * i / (n - 1)) for i in range(n)]
+
 
 # %% ../nbs/04_scoring.ipynb #cfafa51c
 def noise_bank(n_timesteps: int, latent_shape: tuple, seed: int = 0) -> torch.Tensor:
@@ -87,8 +90,10 @@ def _eager_unet_scores(unet, x, t, ctx):
 @torch.no_grad()
 def reference_score(unet, scheduler, # a UNet2DConditionModel and a diffusers scheduler (DDPM forward process)
                     latents, text_embeddings, timesteps, noise, # as for `DSDScorer.score_latents`
-                    uncond_embedding=None, # [1, S, D] embedding of "" (needed for `denoise`)
-                    layers='official', pooling='lse', token_mask=None, k=3, denoise=False) -> torch.Tensor:
+                    uncond_embedding=None, # [1, S, D] embedding of "" (denoising term, unconditional attention)
+                    layers='official', pooling='lse', token_mask=None, k=3, denoise=False,
+                    uncond_attention=False, # average the unconditional half's statistic in, as the official code
+                   ) -> torch.Tensor:
     "The naive, official-shaped DSD score matrix `[n_text, n_img]`: one pair at a time, CFG-doubled, eager attention."
     names = select_layers(unet, layers)
     uncond = uncond_embedding if uncond_embedding is not None else torch.zeros_like(text_embeddings[:1])
@@ -100,10 +105,12 @@ def reference_score(unet, scheduler, # a UNet2DConditionModel and a diffusers sc
                 zt = scheduler.add_noise(z0[None], noise[kk][None], tt)
                 eps, store = _eager_unet_scores(unet, zt.repeat(2, 1, 1, 1), tt.repeat(2), torch.cat([uncond, c[None]]))
                 mask = None if token_mask is None else token_mask[i]
-                s = sum(_naive_pool(store[n][1], pooling, mask, k) for n in names) / len(names)
+                pool = lambda half, m: sum(_naive_pool(store[n][half], pooling, m, k) for n in names) / len(names)
+                s = (pool(0, None) + pool(1, mask)) / 2 if uncond_attention else pool(1, mask)
                 if denoise: s = s + (noise[kk] - eps[0]).norm() - (noise[kk] - eps[1]).norm()
                 out[i, j] += s / len(timesteps)
     return out.float()
+
 
 # %% ../nbs/04_scoring.ipynb #ca3dc3b7
 def noised_latents(scheduler, latents, timesteps, noise) -> torch.Tensor:
@@ -129,15 +136,42 @@ def denoise_target(scheduler, latents, noise, timesteps) -> torch.Tensor:
 
 # %% ../nbs/04_scoring.ipynb #12089af0
 def _score_rows(unet, rec, x, t, ctx, mask=None, target=None):
-    "Attention score per row (and, with `target`, the conditional denoising error ||target - eps_hat||)."
-    rec.clear(); rec.token_mask = mask
+    "Attention score per row (with a recording `rec`) and, with `target`, the denoising error ||target - eps_hat||."
+    if rec is not None: rec.clear(); rec.token_mask = mask
     try: eps = unet(x, t, encoder_hidden_states=ctx).sample
     except StopForward: eps = None
-    attention = mean_layers(rec.stats)
-    if target is None: return attention, None
-    return attention, (target - eps.float()).flatten(1).norm(dim=1)
+    attention = None if rec is None else mean_layers(rec.stats)
+    return attention, None if target is None else (target - eps.float()).flatten(1).norm(dim=1)
+
 
 # %% ../nbs/04_scoring.ipynb #2fbd1ee7
+def branch_rows(unet, # the UNet
+                zt: torch.Tensor, # [T, n_img, C, H, W] noised latents
+                timesteps, # the T timesteps
+                rows, # (k, j, i): index tensors of each row's timestep, image and context
+                ctx: torch.Tensor, # [n_ctx, S, D] contexts: text embeddings, or the empty caption's
+                mask: torch.Tensor | None = None, # [n_ctx, S] bool token mask
+                target: torch.Tensor | None = None, # [T, n_img, C, H, W] what the UNet should predict
+                rec=None, # a `Recording` of the selected layers (None: no attention score)
+                batch_size: int = 16, progress: bool | None = None, # tqdm bar; None: only for long jobs
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    "Attention score (with `rec`) and denoising error (with `target`) of every row, in chunks: `([R], [R])`."
+    kk, jj, ii = rows
+    tt = torch.tensor([int(s) for s in timesteps], device=zt.device)
+    chunks, att, err = range(0, len(kk), batch_size), [], []
+    for a in tqdm(chunks, disable=(len(chunks) < 10) if progress is None else not progress, desc='DSD'):
+        k, j, i = kk[a:a + batch_size], jj[a:a + batch_size], ii[a:a + batch_size]
+        m = None if mask is None else mask[i].to(zt.device)
+        s, e = _score_rows(unet, rec, zt[k, j], tt[k], ctx[i], m, None if target is None else target[k, j])
+        att.append(s); err.append(e)
+    cat = lambda xs: None if xs[0] is None else torch.cat(xs).float()
+    return cat(att), cat(err)
+
+def branch_index(T: int, n_img: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Rows (timestep, image, 0) of the unconditional branch: one per (timestep, image), timestep-major."
+    kk, jj = torch.meshgrid(torch.arange(T), torch.arange(n_img), indexing='ij')
+    return kk.flatten(), jj.flatten(), torch.zeros(T * n_img, dtype=torch.long)
+
 def uncond_errors(unet, # the UNet
                   zt: torch.Tensor, # [T, n_img, C, H, W] noised latents
                   timesteps, # the T timesteps
@@ -147,81 +181,108 @@ def uncond_errors(unet, # the UNet
                  ) -> torch.Tensor:
     "||target - eps_hat(z_t, '')|| for every (timestep, image): `[T, n_img]`, the denoising term's baseline."
     T, n = zt.shape[:2]
-    x, tgt = zt.flatten(0, 1), target.flatten(0, 1)
-    t = torch.tensor([int(s) for s in timesteps], device=x.device).repeat_interleave(n)
-    errs = []
-    for a in range(0, len(x), batch_size):
-        eps = unet(x[a:a+batch_size], t[a:a+batch_size], encoder_hidden_states=uncond.expand(len(x[a:a+batch_size]), -1, -1)).sample
-        errs.append((tgt[a:a+batch_size] - eps.float()).flatten(1).norm(dim=1))
-    return torch.cat(errs).view(T, n)
+    return branch_rows(unet, zt, timesteps, branch_index(T, n), uncond, target=target, batch_size=batch_size)[1].view(T, n)
+
 
 # %% ../nbs/04_scoring.ipynb #19199ce2
 PRESETS = {
-    'official':  dict(layers='official', pooling='lse', token_mask='all', denoise=True, timesteps='official'),
-    'attention': dict(layers='official', pooling='lse', token_mask='all', denoise=False, timesteps='official'),
+    'official':    dict(layers='official', pooling='lse', token_mask='all', denoise=True, uncond_attention=True,
+                        timesteps='official'),
+    'conditional': dict(layers='official', pooling='lse', token_mask='all', denoise=True, uncond_attention=False,
+                        timesteps='official'),
+    'attention':   dict(layers='official', pooling='lse', token_mask='all', denoise=False, uncond_attention=False,
+                        timesteps='official'),
 }
 
 def _check_latents(latents, text_embeddings, noise, timesteps):
     "Clear errors for inputs of the wrong shape or with NaN/Inf."
-    if latents.ndim != 4 or len(latents) == 0: raise ValueError(f"latents: expected [n_img > 0, C, H, W], got {tuple(latents.shape)}")
-    if text_embeddings.ndim != 3 or len(text_embeddings) == 0: raise ValueError(f"text_embeddings: expected [n_text > 0, S, D], got {tuple(text_embeddings.shape)}")
+    if latents.ndim != 4 or len(latents) == 0:
+        raise ValueError(f"latents: expected [n_img > 0, C, H, W], got {tuple(latents.shape)}")
+    if text_embeddings.ndim != 3 or len(text_embeddings) == 0:
+        raise ValueError(f"text_embeddings: expected [n_text > 0, S, D], got {tuple(text_embeddings.shape)}")
     if len(timesteps) == 0: raise ValueError("timesteps: empty")
     if tuple(noise.shape) != (len(timesteps), *latents.shape[1:]):
-        raise ValueError(f"noise: expected [len(timesteps)={len(timesteps)}, {', '.join(map(str, latents.shape[1:]))}], got {tuple(noise.shape)}")
+        raise ValueError(f"noise: expected [len(timesteps)={len(timesteps)}, {', '.join(map(str, latents.shape[1:]))}], "
+                         f"got {tuple(noise.shape)}")
     for name, x in (('latents', latents), ('text_embeddings', text_embeddings), ('noise', noise)):
         if not torch.isfinite(x).all(): raise ValueError(f"{name}: contains NaN or Inf")
+
+def resolve_timesteps(timesteps, # 'official', 'official:S', an int count, or a list of timesteps
+                      scheduler) -> list[int]:
+    "The timesteps a `timesteps` argument names, checked against the scheduler's range."
+    n_train = scheduler.config.num_train_timesteps
+    if isinstance(timesteps, str):
+        head, _, s = timesteps.partition(':')
+        if head == 'official' and (not s or s.isdigit()): return official_timesteps(scheduler, int(s or 30))
+        raise ValueError(f"timesteps: unknown {timesteps!r}; expected 'official', 'official:S', a count or a list")
+    if isinstance(timesteps, int):
+        if not 1 <= timesteps <= n_train: raise ValueError(f"timesteps: a count must be in [1, {n_train}], got "
+                                                           f"{timesteps} (for the single timestep t={timesteps}, pass [{timesteps}])")
+        return spaced_timesteps(timesteps)
+    timesteps = [int(t) for t in timesteps]
+    bad = [t for t in timesteps if not 0 <= t < n_train]
+    if bad or not timesteps: raise ValueError(f"timesteps: {bad or 'empty list'}; expected ints in [0, {n_train})")
+    return timesteps
+
 
 # %% ../nbs/04_scoring.ipynb #0bb0518b
 class DSDScorer:
     "Discriminative Stable Diffusion: score (image, text) pairs from a diffusion model's cross-attention."
     def __init__(self, unet, scheduler, # required: a UNet2DConditionModel and the pipeline's scheduler
                  vae=None, text_encoder=None, tokenizer=None, # needed by `score` (not by `score_latents`)
-                 preset: str = 'attention', # `official` or `attention`; the arguments below override it
+                 preset: str = 'attention', # a key of `PRESETS`; the arguments below override it
                  layers=None, # `official`, `all`, `down`, `mid`, `up`, or a list of layer names
                  pooling: str | None = None, # `lse`, `max`, `mean`, `topk`
                  topk: int = 3, # tokens averaged by `topk` pooling
                  token_mask: str | None = None, # `all` positions (official) or only `real` tokens
                  denoise: bool | None = None, # add the DiffusionITM-style denoising term
-                 timesteps=None, # `official`, an int n (`spaced_timesteps(n)`), or a list of ints
+                 uncond_attention: bool | None = None, # average the unconditional half's attention in (official)
+                 timesteps=None, # `official`, `official:S`, an int count n (`spaced_timesteps(n)`), or a list
                  seed: int = 0, # seed of the noise bank
                  batch_size: int = 16, # rows per UNet call
                  resolution: int | None = None, # image side fed to the VAE; default: the model's native size
                  progress: bool | None = None): # tqdm bar; None: only for long jobs
         if preset not in PRESETS: raise ValueError(f"preset: unknown {preset!r}; expected one of {list(PRESETS)}")
         if getattr(unet.config, 'addition_embed_type', None) is not None:
-            raise ValueError(f"unet: addition_embed_type={unet.config.addition_embed_type!r} (an SDXL-shaped UNet) needs extra "
-                             "conditioning that DSDScorer does not provide; use an SD 1.x/2.x-shaped UNet")
-        opts = PRESETS[preset] | {k: v for k, v in dict(layers=layers, pooling=pooling, token_mask=token_mask,
-                                                         denoise=denoise, timesteps=timesteps).items() if v is not None}
-        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
+            raise ValueError(f"unet: addition_embed_type={unet.config.addition_embed_type!r} (an SDXL-shaped UNet) needs "
+                             "extra conditioning that DSDScorer does not provide; use an SD 1.x/2.x-shaped UNet")
+        given = dict(layers=layers, pooling=pooling, token_mask=token_mask, denoise=denoise,
+                     uncond_attention=uncond_attention, timesteps=timesteps)
+        opts = PRESETS[preset] | {k: v for k, v in given.items() if v is not None}
+        self.preset, self.unet, self.vae, self.text_encoder, self.tokenizer = preset, unet, vae, text_encoder, tokenizer
         self.scheduler = DDPMScheduler.from_config(scheduler.config)
-        self.layers, self.denoise, self.token_mask = select_layers(unet, opts['layers']), bool(opts['denoise']), opts['token_mask']
+        self.layers, self.denoise = select_layers(unet, opts['layers']), bool(opts['denoise'])
+        self.token_mask, self.uncond_attention = opts['token_mask'], bool(opts['uncond_attention'])
         self.pooling = TokenPooling(opts['pooling'], topk)
         real_token_mask(torch.ones(1, 1), self.token_mask)  # validates the name
-        self.timesteps = self._resolve_timesteps(opts['timesteps'], scheduler)
+        if self.uncond_attention and self.token_mask != 'all':
+            raise ValueError("uncond_attention: the official unconditional half reads all token positions; "
+                             f"it needs token_mask='all', got {self.token_mask!r}")
+        self.timesteps = resolve_timesteps(opts['timesteps'], scheduler)
         self.seed, self.batch_size, self.progress = seed, int(batch_size), progress
         if self.batch_size < 1: raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
         self.resolution = resolution or unet.config.sample_size * self.vae_scale_factor
         self._uncond = None
-        self.prompt_tokens = None # learnt context vectors (`prompt_learning.PromptTokens`) that `encode_texts` appends
+        self.prompt_tokens = None # learnt context vectors (`PromptTokens` of `adapters`) that `encode_texts` appends
 
     @property
     def vae_scale_factor(self) -> int:
+        "How many pixels one latent position spans (8 for Stable Diffusion)."
         return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 8
 
-    def _resolve_timesteps(self, timesteps, scheduler):
-        if timesteps == 'official': return official_timesteps(scheduler)
-        if isinstance(timesteps, int): return spaced_timesteps(timesteps)
-        timesteps = [int(t) for t in timesteps]
-        bad = [t for t in timesteps if not 0 <= t < self.scheduler.config.num_train_timesteps]
-        if bad or not timesteps: raise ValueError(f"timesteps: {bad or 'empty list'}; expected ints in [0, {self.scheduler.config.num_train_timesteps})")
-        return timesteps
+    @property
+    def needs_uncond(self) -> bool:
+        "Whether scores need the unconditional branch (the denoising term or the unconditional attention half)."
+        return self.denoise or self.uncond_attention
 
     def __repr__(self):
-        return (f"DSDScorer(layers={self.layers}, pooling={self.pooling.method!r}, token_mask={self.token_mask!r}, "
-                f"denoise={self.denoise}, timesteps={self.timesteps}, seed={self.seed})")
+        return (f"DSDScorer(preset={self.preset!r}, layers={self.layers}, pooling={self.pooling.method!r}, "
+                f"token_mask={self.token_mask!r}, denoise={self.denoise}, uncond_attention={self.uncond_attention}, "
+                f"timesteps={self.timesteps}, seed={self.seed})")
+
 
 # %% ../nbs/04_scoring.ipynb #860c8baa
+@patch
 def prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None):
     "Default the grid and noise bank, check the inputs, move them to the UNet, noise them: (timesteps, latents, ctx, noise, zt)."
     timesteps = self.timesteps if timesteps is None else list(timesteps)
@@ -231,52 +292,58 @@ def prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, n
     latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
     return timesteps, latents, ctx, noise, noised_latents(self.scheduler, latents, timesteps, noise)
 
-DSDScorer.prepare_latents = prepare_latents
-
 def triple_index(T: int, n_img: int, n_text: int):
     "Index tensors (timestep, image, text) of every triple, timestep-major."
     kk, jj, ii = torch.meshgrid(torch.arange(T), torch.arange(n_img), torch.arange(n_text), indexing='ij')
     return kk.flatten(), jj.flatten(), ii.flatten()
 
+@patch
+def combine(self: DSDScorer, att, err=None, att_uncond=None, err_uncond=None) -> torch.Tensor:
+    "Each row's score from its branches: the attention term (official: halves of both) plus the denoising term."
+    s = (att + att_uncond) / 2 if self.uncond_attention else att
+    return s + err_uncond - err if self.denoise else s
+
+@patch
+def uncond_branch(self: DSDScorer, rec, zt, timesteps, target=None, uncond_embedding=None):
+    "Attention score and denoising error of the empty caption once per (timestep, image): `([T, n_img], [T, n_img])`."
+    T, n = zt.shape[:2]
+    uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(zt.device, zt.dtype)
+    att, err = branch_rows(self.unet, zt, timesteps, branch_index(T, n), uncond, None, target, rec,
+                           self.batch_size, self.progress)
+    return att.view(T, n), None if err is None else err.view(T, n)
+
+@patch
 @torch.no_grad()
 def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] clean latents, already scaled
                   text_embeddings: torch.Tensor, # [n_text, S, D] text-encoder hidden states
                   timesteps=None, # ints; default: the scorer's grid
                   noise: torch.Tensor | None = None, # [len(timesteps), C, H, W]; default: the seeded noise bank
                   token_mask: torch.Tensor | None = None, # [n_text, S] bool, True where a token counts
-                  uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (denoising term)
+                  uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (default: encoded)
                  ) -> torch.Tensor:
     "The DSD score matrix `[n_text, n_img]` on explicit latents and text embeddings."
     timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
-    dev, dt = self.unet.device, self.unet.dtype
-    target, uncond_err = None, None
-    if self.denoise:
-        uncond = uncond_embedding if uncond_embedding is not None else self._uncond_embedding()
-        target = denoise_target(self.scheduler, latents, noise, timesteps).float()
-        uncond_err = uncond_errors(self.unet, zt, timesteps, uncond.to(dev, dt), target, self.batch_size)
-    kk, jj, ii = triple_index(len(timesteps), len(latents), len(ctx))
-    tt = torch.tensor([int(t) for t in timesteps], device=dev)
-    stop = not self.denoise and not any(n.startswith('up') for n in self.layers)
-    scores = torch.zeros(len(kk), dtype=torch.float32)
-    chunks = list(range(0, len(kk), self.batch_size))
-    with record_cross_attention(self.unet, self.layers, reduce=self.pooling, stop_early=stop) as rec:
-        for a in tqdm(chunks, disable=(len(chunks) < 10) if self.progress is None else not self.progress, desc='DSD'):
-            r = slice(a, a + self.batch_size)
-            mask = None if token_mask is None else token_mask[ii[r]].to(dev)
-            tgt = None if target is None else target[kk[r], jj[r]]
-            att, err = _score_rows(self.unet, rec, zt[kk[r], jj[r]], tt[kk[r]], ctx[ii[r]], mask, tgt)
-            scores[r] = (att if err is None else att + uncond_err[kk[r], jj[r]] - err).float().cpu()
-    return scores.view(len(timesteps), len(latents), len(ctx)).mean(0).T.contiguous()
+    T, n_img, n_text = len(timesteps), len(latents), len(ctx)
+    target = denoise_target(self.scheduler, latents, noise, timesteps).float() if self.denoise else None
+    kk, jj, ii = triple_index(T, n_img, n_text)
+    with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:
+        rec.stop_after = None if self.denoise else self.layers[-1]
+        att_u, err_u = self.uncond_branch(rec, zt, timesteps, target, uncond_embedding) if self.needs_uncond else (None, None)
+        att, err = branch_rows(self.unet, zt, timesteps, (kk, jj, ii), ctx, token_mask, target, rec,
+                               self.batch_size, self.progress)
+    pick = lambda x: None if x is None else x[kk, jj]
+    scores = self.combine(att, err, pick(att_u), pick(err_u)).float().cpu()
+    return scores.view(T, n_img, n_text).mean(0).T.contiguous()
 
-DSDScorer.score_latents = score_latents
 
 # %% ../nbs/04_scoring.ipynb #69386c68
+@patch
 def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean scaled latents
                 text_embeddings: torch.Tensor, # [R, S, D]
                 timesteps, # [R] ints: each row's timestep
                 noise: torch.Tensor, # [R, C, H, W]: each row's noise
                 token_mask: torch.Tensor | None = None, # [R, S] bool
-                uncond_embedding: torch.Tensor | None = None, # [1, S, D] (denoising term)
+                uncond_embedding: torch.Tensor | None = None, # [1, S, D] (default: encoded)
                ) -> torch.Tensor:
     "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
     dev, dt = self.unet.device, self.unet.dtype
@@ -284,14 +351,14 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
     latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
     zt = self.scheduler.add_noise(latents, noise, t)
     target = row_target(self.scheduler, latents, noise, t).float() if self.denoise else None
+    mask = None if token_mask is None else token_mask.to(dev)
     with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:
-        att, err = _score_rows(self.unet, rec, zt, t, ctx, None if token_mask is None else token_mask.to(dev), target)
-    if err is None: return att
-    uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)
-    eps_u = self.unet(zt, t, encoder_hidden_states=uncond.expand(len(zt), -1, -1)).sample
-    return att + (target - eps_u.float()).flatten(1).norm(dim=1) - err
+        att, err = _score_rows(self.unet, rec, zt, t, ctx, mask, target)
+        if not self.needs_uncond: return att
+        uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)
+        att_u, err_u = _score_rows(self.unet, rec, zt, t, uncond.expand(len(zt), -1, -1), None, target)
+    return self.combine(att, err, att_u, err_u)
 
-DSDScorer.score_pairs = score_pairs
 
 # %% ../nbs/04_scoring.ipynb #ee13053f
 def _open_image(image, index: int) -> Image.Image:
@@ -351,36 +418,43 @@ def tokenize(tokenizer, texts: list[str]):
     return enc.input_ids, enc.attention_mask
 
 # %% ../nbs/04_scoring.ipynb #aaa2a517
+@patch
 @torch.no_grad()
 def encode_texts(self: DSDScorer, texts: list[str],
                  prompt: bool = True): # append `self.prompt_tokens` when the scorer has them
     "Text-encoder hidden states `[n, S, D]` and the token mask (None for `all`)."
-    if self.text_encoder is None or self.tokenizer is None: raise ValueError("text_encoder/tokenizer: this scorer was built without them; use score_latents")
+    if self.text_encoder is None or self.tokenizer is None:
+        raise ValueError("text_encoder/tokenizer: this scorer was built without them; use score_latents")
     ids, attention = tokenize(self.tokenizer, texts)
     dev = self.text_encoder.device
-    hidden = torch.cat([self.text_encoder(ids[a:a + self.batch_size].to(dev))[0] for a in range(0, len(ids), self.batch_size)])
+    hidden = torch.cat([self.text_encoder(ids[a:a + self.batch_size].to(dev))[0]
+                        for a in range(0, len(ids), self.batch_size)])
     mask = real_token_mask(attention, self.token_mask)
     return self.prompt_tokens(hidden, mask) if prompt and self.prompt_tokens is not None else (hidden, mask)
 
+@patch
 @torch.no_grad()
 def encode_images(self: DSDScorer, images) -> torch.Tensor:
     "Scaled VAE posterior means `[n, C, H, W]` of `images`."
     if self.vae is None: raise ValueError("vae: this scorer was built without a VAE; use score_latents")
     pixels = prepare_images(images, self.resolution).to(self.vae.device, self.vae.dtype)
-    means = [self.vae.encode(pixels[a:a + self.batch_size]).latent_dist.mean for a in range(0, len(pixels), self.batch_size)]
+    means = [self.vae.encode(pixels[a:a + self.batch_size]).latent_dist.mean
+             for a in range(0, len(pixels), self.batch_size)]
     return torch.cat(means) * self.vae.config.scaling_factor
 
+@patch
 def _uncond_embedding(self: DSDScorer) -> torch.Tensor:
     "The embedding of the empty caption (cached)."
     if self._uncond is None:
-        if self.text_encoder is None: raise ValueError("uncond_embedding: needed by the denoising term; pass it or give the scorer a text encoder")
-        ids = self.tokenizer([''], padding='max_length', max_length=self.tokenizer.model_max_length, return_tensors='pt').input_ids
+        if self.text_encoder is None:
+            raise ValueError("uncond_embedding: needed by the unconditional branch; pass it or give the scorer a text encoder")
+        ids = self.tokenizer([''], padding='max_length', max_length=self.tokenizer.model_max_length,
+                             return_tensors='pt').input_ids
         with torch.no_grad(): self._uncond = self.text_encoder(ids.to(self.text_encoder.device))[0]
     return self._uncond
 
-DSDScorer.encode_texts, DSDScorer.encode_images, DSDScorer._uncond_embedding = encode_texts, encode_images, _uncond_embedding
-
 # %% ../nbs/04_scoring.ipynb #c7912d4a
+@patch
 def score(self: DSDScorer, images, # PIL images, paths, or tensors in [0, 1]
           texts: list[str]) -> torch.Tensor:
     "The DSD score matrix `[len(texts), len(images)]`: entry [i, j] scores text i against image j."
@@ -388,12 +462,13 @@ def score(self: DSDScorer, images, # PIL images, paths, or tensors in [0, 1]
     ctx, mask = self.encode_texts(texts)
     return self.score_latents(self.encode_images(images), ctx, token_mask=mask)
 
-def from_pipeline(cls, pipe, **kwargs) -> DSDScorer:
+@patch(cls_method=True)
+def from_pipeline(cls: DSDScorer, pipe, **kwargs) -> DSDScorer:
     "A scorer on the parts of a diffusers Stable Diffusion pipeline."
     return cls(pipe.unet, pipe.scheduler, pipe.vae, pipe.text_encoder, pipe.tokenizer, **kwargs)
 
-def from_pretrained(cls, model=None, device=None, dtype=None, **kwargs) -> DSDScorer:
+@patch(cls_method=True)
+def from_pretrained(cls: DSDScorer, model=None, device=None, dtype=None, **kwargs) -> DSDScorer:
     "A scorer on `load_pipeline(model)`: a hub id, a folder, or None for the embedded model."
     return cls.from_pipeline(load_pipeline(model, device=device, dtype=dtype), **kwargs)
 
-DSDScorer.score, DSDScorer.from_pipeline, DSDScorer.from_pretrained = score, classmethod(from_pipeline), classmethod(from_pretrained)

@@ -169,7 +169,7 @@ def test_denoising_scorer_on_embedded_model(embedded):
     kw = dict(timesteps=[300, 700], seed=2)
     den = DenoisingScorer.from_pipeline(embedded, **kw)
     s = den.score(images, texts)
-    full = DSDScorer.from_pipeline(embedded, preset='official', **kw).score(images, texts)
+    full = DSDScorer.from_pipeline(embedded, preset='conditional', **kw).score(images, texts)
     att = DSDScorer.from_pipeline(embedded, preset='attention', **kw).score(images, texts)
     assert s.shape == (2, 2)
     torch.testing.assert_close(full, att + s, atol=1e-4, rtol=1e-4)

@@ -46,7 +46,8 @@ def test_cell_2():
     deep = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8,
         down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D'), up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
         cross_attention_dim=16, attention_head_dim=4, transformer_layers_per_block=2).eval()
-    assert select_layers(deep) == ['down.1.0', 'down.1.0.1', 'mid.0', 'mid.0.1', 'up.0.0', 'up.0.0.1', 'up.0.1', 'up.0.1.1'], select_layers(deep)
+    assert select_layers(deep, 'all') == ['down.1.0', 'down.1.0.1', 'mid.0', 'mid.0.1', 'up.0.0', 'up.0.0.1', 'up.0.1', 'up.0.1.1']
+    assert select_layers(deep) == ['down.1.0.1', 'mid.0.1', 'up.0.0.1', 'up.0.1.1'], select_layers(deep)  # official: last block of each
     x, t, c = torch.randn(1, 4, 8, 8), torch.tensor([3]), torch.randn(1, 5, 16)
     with torch.no_grad():
         ref = deep(x, t, c).sample

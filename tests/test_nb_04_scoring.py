@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from diffusers import DDPMScheduler
+from fastcore.basics import patch
+from diffusers import DDPMScheduler, EulerDiscreteScheduler
 from diffusers.models.attention_processor import AttnProcessor
 from discffusion.core import load_pipeline, seeded_generator
 from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
@@ -29,10 +30,17 @@ def test_cell_0():
     lat, txt, unc = torch.randn(2, 4, 8, 8), torch.randn(3, 6, 24), torch.randn(1, 6, 24)
     mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0], [1] * 6]).bool()
     ts = [50, 900]; eps = noise_bank(2, (4, 8, 8), seed=1)
-    for layers, pooling, denoise in [('official', 'lse', True), ('up', 'topk', False), (['down.1.0', 'mid.0'], 'max', False), ('all', 'mean', True)]:
-        fast = DSDScorer(unet, sched, layers=layers, pooling=pooling, denoise=denoise, batch_size=4).score_latents(lat, txt, ts, eps, mask, unc)
-        ref = reference_score(unet, sched, lat, txt, ts, eps, unc, layers=layers, pooling=pooling, token_mask=mask, denoise=denoise)
-        torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    cases = [('official', 'lse', True, False), ('up', 'topk', False, False), (['down.1.0', 'mid.0'], 'max', False, False),
+             ('all', 'mean', True, False)]
+    for layers, pooling, denoise, half in cases:
+        sc = DSDScorer(unet, sched, layers=layers, pooling=pooling, denoise=denoise, uncond_attention=half, batch_size=4)
+        ref = reference_score(unet, sched, lat, txt, ts, eps, unc, layers=layers, pooling=pooling, token_mask=mask,
+                              denoise=denoise, uncond_attention=half)
+        torch.testing.assert_close(sc.score_latents(lat, txt, ts, eps, mask, unc), ref, atol=1e-5, rtol=1e-5)
+    for denoise in (True, False):  # the official unconditional half, with and without the denoising term (all tokens)
+        sc = DSDScorer(unet, sched, preset='official', denoise=denoise, batch_size=3)
+        ref = reference_score(unet, sched, lat, txt, ts, eps, unc, denoise=denoise, uncond_attention=True)
+        torch.testing.assert_close(sc.score_latents(lat, txt, ts, eps, uncond_embedding=unc), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_cell_1():

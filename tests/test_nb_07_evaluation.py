@@ -28,10 +28,10 @@ def test_cell_0():
     sched = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
     lat, txt, unc = torch.randn(3, 4, 8, 8), torch.randn(2, 7, 16), torch.randn(1, 7, 16)
     kw = dict(timesteps=[100, 600], seed=1, batch_size=4)
-    official = DSDScorer(unet, sched, preset='official', **kw).score_latents(lat, txt, uncond_embedding=unc)
+    conditional = DSDScorer(unet, sched, preset='conditional', **kw).score_latents(lat, txt, uncond_embedding=unc)
     attention = DSDScorer(unet, sched, preset='attention', **kw).score_latents(lat, txt, uncond_embedding=unc)
     denoising = DenoisingScorer(unet, sched, **kw).score_latents(lat, txt, uncond_embedding=unc)
-    torch.testing.assert_close(official, attention + denoising, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(conditional, attention + denoising, atol=1e-4, rtol=1e-5)
     raw = DenoisingScorer(unet, sched, normalize=False, **kw).score_latents(lat, txt, uncond_embedding=unc)
     torch.testing.assert_close(raw - raw[:1], denoising - denoising[:1], atol=1e-4, rtol=1e-5)  # same ranking of texts per image
     rows = DenoisingScorer(unet, sched, **kw).score_pairs(lat[[0, 2]], txt[[1, 0]], [600, 600], noise_bank(2, (4, 8, 8), seed=1)[1].expand(2, -1, -1, -1), uncond_embedding=unc)
