@@ -10,8 +10,8 @@ import torch
 from .toy import TEXT_ENCODERS
 
 # %% auto #0
-__all__ = ['format_matrix', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'cmd_demo', 'cmd_eval',
-           'cmd_train', 'build_parser', 'run', 'main']
+__all__ = ['TIMESTEPS_HELP', 'format_matrix', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'cmd_demo',
+           'cmd_eval', 'cmd_train', 'build_parser', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
@@ -28,13 +28,18 @@ def format_matrix(scores: torch.Tensor, # [n_text, n_img]
     return '\n'.join([head] + rows)
 
 # %% ../nbs/14_cli.ipynb #2b4eda80
+TIMESTEPS_HELP = ("'official' (the official grid, S=30), 'official:S' (another --sampling_time_steps S), "
+                  "'spaced:N' (N timesteps spaced over 200-800), or timesteps: 781, or 200,500")
+
 def _timesteps(value: str):
-    "`official`, an int n, or comma-separated ints."
-    if value == 'official': return value
-    parts = [p for p in value.split(',') if p.strip()]
-    try: nums = [int(p) for p in parts]
-    except ValueError: raise argparse.ArgumentTypeError(f"--timesteps: expected 'official', an int, or ints separated by commas, got {value!r}")
-    return nums[0] if len(nums) == 1 and ',' not in value else nums
+    "Parse `--timesteps`: a count and a timestep are spelled differently (`spaced:10` is ten timesteps, `10` is t=10)."
+    head, _, rest = value.partition(':')
+    if head == 'official' and (not rest or rest.isdigit()): return value
+    if head == 'spaced' and rest.isdigit() and int(rest) > 0: return int(rest)
+    try: nums = [int(p) for p in value.split(',') if p.strip()]
+    except ValueError: nums = []
+    if not nums: raise argparse.ArgumentTypeError(f"expected {TIMESTEPS_HELP}; got {value!r}")
+    return nums
 
 def _apply_adapter(scorer, folder):
     "Load a saved adapter (LoRA and/or prompt tokens) into the scorer's model."
@@ -45,11 +50,13 @@ def cmd_score(args) -> dict:
     "Score texts against images; print a table or JSON; return the result."
     from discffusion.scoring import DSDScorer
     kw = {'timesteps': args.timesteps} if args.timesteps is not None else {}
-    scorer = DSDScorer.from_pretrained(args.model, device=args.device, preset=args.preset, seed=args.seed, batch_size=args.batch_size, **kw)
+    scorer = DSDScorer.from_pretrained(args.model, device=args.device, preset=args.preset, seed=args.seed,
+                                       batch_size=args.batch_size, **kw)
     if args.adapter: _apply_adapter(scorer, args.adapter)
     scores = scorer.score(args.image, args.text)
-    result = {'model': str(args.model or 'embedded'), 'adapter': args.adapter, 'preset': args.preset, 'timesteps': scorer.timesteps,
-              'images': [str(i) for i in args.image], 'texts': args.text, 'scores': scores.tolist()}
+    result = {'model': str(args.model or 'embedded'), 'adapter': args.adapter, 'preset': args.preset,
+              'timesteps': scorer.timesteps, 'images': [str(i) for i in args.image], 'texts': args.text,
+              'scores': scores.tolist()}
     print(json.dumps(result) if args.json else format_matrix(scores, args.text, args.image))
     return result
 
@@ -134,32 +141,36 @@ def cmd_eval(args) -> dict:
 def cmd_train(args) -> Path:
     "Few-shot train an adapter and save it to `--out`."
     from discffusion.prompt_learning import train_shapes
-    opts = {k: v for k, v in dict(lr=args.lr, rank=args.rank, loss=args.loss, val_every=args.val_every).items() if v is not None}
+    opts = dict(lr=args.lr, rank=args.rank, loss=args.loss, val_every=args.val_every, scorer_timesteps=args.timesteps)
     t0 = time.time()
     out = train_shapes(args.out, shots=args.shots, targets=args.targets, seed=args.seed, steps=args.steps,
-                       model=args.model, preset=args.preset, **opts)
+                       model=args.model, preset=args.preset, **{k: v for k, v in opts.items() if v is not None})
     print(f'saved the adapter to {out} in {time.time() - t0:.0f}s')
     return out
+
 
 # %% ../nbs/14_cli.ipynb #156b70cc
 def build_parser() -> argparse.ArgumentParser:
     "The `discffusion` argument parser with its subcommands."
-    p = argparse.ArgumentParser(prog='discffusion', description='Discriminative Stable Diffusion: image-text matching from cross-attention.')
+    from discffusion.scoring import PRESETS
+    presets = list(PRESETS)
+    p = argparse.ArgumentParser(prog='discffusion',
+                                description='Discriminative Stable Diffusion: image-text matching from cross-attention.')
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help='score shapes-world images against their captions and hard negatives (offline, embedded model)')
     d.add_argument('--n', type=int, default=4, help='how many images (default 4)')
     d.add_argument('--split', default='test', choices=['train', 'val', 'test'],
                    help='test (default): every image holds a colour-shape pair never seen in training; val: seen pairs')
-    d.add_argument('--preset', default='official', choices=['official', 'attention'])
-    d.add_argument('--timesteps', type=_timesteps, default=10, help="'official', a count n (default 10, spaced over 200-800), or ints")
+    d.add_argument('--preset', default='official', choices=presets)
+    d.add_argument('--timesteps', type=_timesteps, default=10, help=TIMESTEPS_HELP + ' (default spaced:10)')
     d.add_argument('--out', default='demo.png', help='where to save the figure (default demo.png)')
     d.add_argument('--seed', type=int, default=0)
     s = sub.add_parser('score', help='score texts against images')
     s.add_argument('--model', default=None, help='hub id or folder of a Stable Diffusion pipeline (default: the embedded model)')
     s.add_argument('--image', action='append', required=True, help='an image file (repeat for several)')
     s.add_argument('--text', action='append', required=True, help='a text (repeat for several)')
-    s.add_argument('--preset', default='official', choices=['official', 'attention'])
-    s.add_argument('--timesteps', type=_timesteps, default=None, help="'official', a count n, or ints like 200,500")
+    s.add_argument('--preset', default='official', choices=presets)
+    s.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")
     s.add_argument('--seed', type=int, default=0, help='seed of the noise bank')
     s.add_argument('--batch-size', type=int, default=16)
     s.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
@@ -173,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--scorer', default='dsd', choices=['dsd', 'denoise', 'blank', 'clip'])
     e.add_argument('--model', default=None, help='hub id or folder (default: the embedded model; for clip, openai/clip-vit-large-patch14)')
     e.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
-    e.add_argument('--preset', default=None, choices=['official', 'attention'])
-    e.add_argument('--timesteps', type=_timesteps, default=None, help="'official', a count n, or ints like 200,500")
+    e.add_argument('--preset', default=None, choices=presets)
+    e.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")
     e.add_argument('--limit', type=int, default=None, help='a seeded sample of N examples')
     e.add_argument('--seed', type=int, default=0)
     e.add_argument('--batch-size', type=int, default=None)
@@ -190,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--seed', type=int, default=0)
     r.add_argument('--steps', type=int, default=100)
     r.add_argument('--model', default=None, help='hub id or folder (default: the embedded model)')
-    r.add_argument('--preset', default='official', choices=['official', 'attention'])
+    r.add_argument('--preset', default='official', choices=presets)
+    r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + ' (default spaced:2)')
     r.add_argument('--lr', type=float, default=None); r.add_argument('--rank', type=int, default=None)
     r.add_argument('--loss', default=None, choices=['ce', 'hinge'])
     r.add_argument('--val-every', type=int, default=None, help='validate every N steps and keep the best state (0: keep the last)')

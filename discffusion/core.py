@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['default_device', 'default_dtype', 'embedded_model_path', 'missing_model_files', 'load_pipeline', 'seeded_generator']
+__all__ = ['default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
+           'check_finite_weights', 'load_pipeline', 'seeded_generator']
 
 # %% ../nbs/00_core.ipynb #d019dddc
 def default_device() -> torch.device:
@@ -22,6 +23,22 @@ def default_device() -> torch.device:
 def default_dtype(device: torch.device | str) -> torch.dtype:
     "fp16 on accelerators, fp32 on the CPU."
     return torch.float32 if torch.device(device).type == 'cpu' else torch.float16
+
+def check_device(device: str | torch.device | None, # e.g. 'cpu', 'cuda', 'cuda:1', 'mps'; None: `default_device()`
+                ) -> torch.device:
+    "`device` as a `torch.device`, or a one-line error when this machine cannot use it (checked before loading)."
+    if device is None: return default_device()
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError): raise ValueError(f"device: {device!r} is not a device; expected cpu, cuda, cuda:N or mps") from None
+    mps = getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device: {str(device)!r}, but CUDA is not available on this machine; use cpu")
+    if d.type == 'cuda' and (d.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device: {str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if d.type == 'mps' and not mps: raise ValueError(f"device: {str(device)!r}, but Apple MPS is not available here")
+    if d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"device: {d.type!r} is not supported; expected cpu, cuda or mps")
+    return d
+
 
 # %% ../nbs/00_core.ipynb #e08d842a
 def embedded_model_path() -> Path:
@@ -67,13 +84,34 @@ def _quiet_loading():
         tlog.set_verbosity(level); dlog.enable_progress_bar()
         if bars: tlog.enable_progress_bar()
 
+def _dtype_keyword() -> str:
+    "The loader's name for the weights dtype: `dtype` in recent diffusers (which deprecate `torch_dtype`), else `torch_dtype`."
+    try: from diffusers.utils.deprecation_utils import _resolve_dtype  # present where `dtype` is the keyword
+    except ImportError: return 'torch_dtype'
+    return 'dtype'
+
+def _weights_file(model, component: str) -> str:
+    "Where a component's weights come from, for error messages."
+    folder = Path(str(model)).expanduser()/component
+    found = [folder/w for w in _WEIGHTS if (folder/w).exists()] if folder.is_dir() else []
+    return str(found[0]) if found else f'{component} of {model}'
+
+def check_finite_weights(pipe, model) -> None:
+    "Raise a one-line `ValueError` naming the component, file and tensor of the first NaN/Inf weight."
+    for component in ('unet', 'vae', 'text_encoder'):
+        for name, p in getattr(pipe, component).named_parameters():
+            if not torch.isfinite(p).all():
+                raise ValueError(f"model: {_weights_file(model, component)} holds NaN or Inf weights ({name}); "
+                                 "the file is damaged: download or rebuild it")
+
 def load_pipeline(model: str | Path | None = None, # hub id, local folder, or None for the embedded model
                   device: str | torch.device | None = None, # default: `default_device()`
                   dtype: torch.dtype | None = None, # default: `default_dtype(device)`
+                  variant: str | None = None, # e.g. 'fp16': the half-size weights files of a hub repository
                   **kwargs): # passed to `StableDiffusionPipeline.from_pretrained`
     "Load a Stable-Diffusion-format pipeline, ready for scoring."
     with _quiet_loading(): from diffusers import StableDiffusionPipeline
-    device = torch.device(device) if device is not None else default_device()
+    device = check_device(device)
     dtype = dtype or default_dtype(device)
     model = embedded_model_path() if model is None else model
     if _is_local(model):
@@ -81,14 +119,17 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
         if not folder.is_dir(): raise FileNotFoundError(f"model: no folder at {folder}")
         missing = missing_model_files(folder)
         if missing: raise FileNotFoundError(f"model: {folder} is not a complete Stable Diffusion folder; missing {', '.join(missing)}")
+    if variant is not None: kwargs['variant'] = variant
     try:
-        with _quiet_loading(): pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False, **kwargs)
+        with _quiet_loading():
+            pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False,
+                                                           **{_dtype_keyword(): dtype}, **kwargs)
     except OSError as e:
         raise OSError(f"model: could not load {model!r} (offline, or not a diffusers Stable Diffusion repo): {e}") from e
+    check_finite_weights(pipe, model)
     pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device)
-    # cast after loading: the keyword (`torch_dtype` or `dtype`) differs across diffusers versions
-    return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
+    return pipe.to(device)
+
 
 # %% ../nbs/00_core.ipynb #80190fed
 def seeded_generator(seed: int, device: str | torch.device = 'cpu') -> torch.Generator:

@@ -19,9 +19,10 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
 
 # %% auto #0
-__all__ = ['PRESETS', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score', 'noised_latents', 'row_target',
-           'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors', 'resolve_timesteps', 'DSDScorer',
-           'triple_index', 'prepare_images', 'tokenize']
+__all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
+           'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
+           'resolve_timesteps', 'DSDScorer', 'triple_index', 'prepare_images', 'tokenize', 'unknown_words',
+           'warn_unknown_words']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -263,6 +264,7 @@ class DSDScorer:
         if self.batch_size < 1: raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
         self.resolution = resolution or unet.config.sample_size * self.vae_scale_factor
         self._uncond = None
+        self.source = 'this model' # what the scores come from, for error messages (`from_pretrained`, adapters)
         self.prompt_tokens = None # learnt context vectors (`PromptTokens` of `adapters`) that `encode_texts` appends
 
     @property
@@ -333,7 +335,15 @@ def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] cle
                                self.batch_size, self.progress)
     pick = lambda x: None if x is None else x[kk, jj]
     scores = self.combine(att, err, pick(att_u), pick(err_u)).float().cpu()
-    return scores.view(T, n_img, n_text).mean(0).T.contiguous()
+    return self.check_finite(scores.view(T, n_img, n_text).mean(0).T.contiguous())
+
+@patch
+def check_finite(self: DSDScorer, scores: torch.Tensor) -> torch.Tensor:
+    "`scores`, or a one-line error naming the model (and adapters) when any is NaN or Inf."
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad: raise ValueError(f"scores: {bad} of {scores.numel()} are NaN or Inf with {self.source}: its weights are "
+                             f"damaged, or {self.unet.dtype} overflowed (try dtype=torch.float32)")
+    return scores
 
 
 # %% ../nbs/04_scoring.ipynb #69386c68
@@ -361,17 +371,34 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
 
 
 # %% ../nbs/04_scoring.ipynb #ee13053f
+_BITS16 = ('I;16', 'I;16B', 'I;16L', 'I;16N')
+
+def _to_8bit(image: Image.Image, index: int) -> Image.Image:
+    "A greyscale image of more than 8 bits (`I;16*`, `I`, `F`) rescaled to mode `L`, or a one-line error."
+    import numpy as np
+    x = np.asarray(image, dtype=np.float64)
+    if image.mode in _BITS16 or (image.mode == 'I' and 0 <= x.min() and x.max() <= 65535): scale = 65535
+    elif image.mode == 'F' and 0 <= x.min() and x.max() <= 1: scale = 1
+    elif image.mode == 'F' and 0 <= x.min() and x.max() <= 255: scale = 255
+    else: raise ValueError(f"images[{index}]: mode {image.mode!r} with values in [{x.min():g}, {x.max():g}]; "
+                           "expected 16-bit values, or floats in [0, 1] or [0, 255]")
+    warnings.warn(f"images[{index}]: mode {image.mode!r} rescaled from [0, {scale}] to 8 bits")
+    return Image.fromarray(np.round(x / scale * 255).astype(np.uint8), 'L')
+
 def _open_image(image, index: int) -> Image.Image:
     "A PIL RGB image from a PIL image or a path, with errors that name `images[index]`."
     if isinstance(image, (str, Path)):
         path = Path(image).expanduser()
         if not path.is_file(): raise FileNotFoundError(f"images[{index}]: no file at {path}")
-        try: image = Image.open(path); image.load()
+        try:
+            with Image.open(path) as f: f.load(); image = f  # the data are read; the file is closed
         except Exception as e: raise ValueError(f"images[{index}]: cannot read {path} as an image ({e})") from e
-    if not isinstance(image, Image.Image): raise TypeError(f"images[{index}]: expected a PIL image, a path or a tensor, got {type(image).__name__}")
-    if image.mode != 'RGB':
-        warnings.warn(f"images[{index}]: converted from mode {image.mode!r} to RGB"); image = image.convert('RGB')
-    return image
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"images[{index}]: expected a PIL image, a path or a tensor, got {type(image).__name__}")
+    mode = image.mode
+    if mode in (*_BITS16, 'I', 'F'): image = _to_8bit(image, index)
+    if mode != 'RGB': warnings.warn(f"images[{index}]: converted from mode {mode!r} to RGB")
+    return image.convert('RGB')
 
 def _square(image: Image.Image, size: int) -> Image.Image:
     "Resize the shorter side to `size` (bicubic), then center-crop to `size` x `size`."
@@ -381,14 +408,21 @@ def _square(image: Image.Image, size: int) -> Image.Image:
     left, top = (image.width - size) // 2, (image.height - size) // 2
     return image.crop((left, top, left + size, top + size))
 
+
 # %% ../nbs/04_scoring.ipynb #2424affe
 def _tensor_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    "[3,H,W] or [n,3,H,W] in [0,1] -> [n,3,size,size] in [-1,1], cropped square and resized."
+    "[3,H,W] or [n,3,H,W], uint8 in [0,255] or floats in [0,1] -> [n,3,size,size] in [-1,1], cropped square and resized."
     x = x[None] if x.ndim == 3 else x
-    if x.ndim != 4 or x.shape[1] != 3: raise ValueError(f"images: tensors must be [3, H, W] or [n, 3, H, W], got {tuple(x.shape)}")
-    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1: raise ValueError("images: tensor values must be finite and in [0, 1]")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"images: tensors must be [3, H, W] or [n, 3, H, W], got {tuple(x.shape)}")
+    if x.dtype == torch.uint8: x = x.float() / 255
+    elif not x.is_floating_point():
+        raise TypeError(f"images: a {x.dtype} tensor is ambiguous; pass uint8 values in [0, 255] or floats in [0, 1]")
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise ValueError("images: float tensor values must be finite and in [0, 1] (uint8 tensors: [0, 255])")
     side = min(x.shape[-2:]); top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
-    x = torch.nn.functional.interpolate(x[..., top:top + side, left:left + side].float(), size=(size, size), mode='bicubic', antialias=True)
+    x = torch.nn.functional.interpolate(x[..., top:top + side, left:left + side].float(), size=(size, size),
+                                        mode='bicubic', antialias=True)
     return x.clamp(0, 1) * 2 - 1
 
 def prepare_images(images, size: int) -> torch.Tensor:
@@ -417,6 +451,27 @@ def tokenize(tokenizer, texts: list[str]):
     enc = tokenizer(list(texts), padding='max_length', max_length=limit, truncation=True, return_tensors='pt')
     return enc.input_ids, enc.attention_mask
 
+CLOSED_VOCABULARY = 5000 # a tokenizer with fewer tokens knows a closed set of words, each one token (the embedded model's)
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    "Words of `text` that a CLIP-style BPE tokenizer splits into several pieces (not one token of its vocabulary)."
+    out, piece = [], []
+    for tok in tokenizer.tokenize(text):
+        piece.append(tok.removesuffix('</w>'))
+        if tok.endswith('</w>'):
+            if len(piece) > 1: out.append(''.join(piece))
+            piece = []
+    return out
+
+def warn_unknown_words(tokenizer, texts: list[str]):
+    "On a closed vocabulary, one warning naming the words of `texts` the tokenizer splits into pieces, and how many."
+    if len(tokenizer) >= CLOSED_VOCABULARY: return  # an open BPE vocabulary splits rare words by design
+    words = list(dict.fromkeys(w for t in texts for w in unknown_words(tokenizer, t)))
+    if not words: return
+    warnings.warn(f"texts: {len(words)} word(s) are not in the model's vocabulary (a closed one of {len(tokenizer)} "
+                  f"tokens) and were split into pieces: {', '.join(map(repr, words[:8]))}{' ...' if len(words) > 8 else ''}")
+
+
 # %% ../nbs/04_scoring.ipynb #aaa2a517
 @patch
 @torch.no_grad()
@@ -426,6 +481,7 @@ def encode_texts(self: DSDScorer, texts: list[str],
     if self.text_encoder is None or self.tokenizer is None:
         raise ValueError("text_encoder/tokenizer: this scorer was built without them; use score_latents")
     ids, attention = tokenize(self.tokenizer, texts)
+    warn_unknown_words(self.tokenizer, [texts] if isinstance(texts, str) else texts)
     dev = self.text_encoder.device
     hidden = torch.cat([self.text_encoder(ids[a:a + self.batch_size].to(dev))[0]
                         for a in range(0, len(ids), self.batch_size)])
@@ -468,7 +524,12 @@ def from_pipeline(cls: DSDScorer, pipe, **kwargs) -> DSDScorer:
     return cls(pipe.unet, pipe.scheduler, pipe.vae, pipe.text_encoder, pipe.tokenizer, **kwargs)
 
 @patch(cls_method=True)
-def from_pretrained(cls: DSDScorer, model=None, device=None, dtype=None, **kwargs) -> DSDScorer:
+def from_pretrained(cls: DSDScorer, model=None, # a hub id, a folder, or None for the embedded model
+                    device=None, dtype=None, variant: str | None = None, # see `core.load_pipeline`
+                    load_kwargs: dict | None = None, # more `StableDiffusionPipeline.from_pretrained` arguments
+                    **kwargs) -> DSDScorer: # `DSDScorer` options (preset, timesteps, ...)
     "A scorer on `load_pipeline(model)`: a hub id, a folder, or None for the embedded model."
-    return cls.from_pipeline(load_pipeline(model, device=device, dtype=dtype), **kwargs)
+    scorer = cls.from_pipeline(load_pipeline(model, device=device, dtype=dtype, variant=variant, **(load_kwargs or {})), **kwargs)
+    scorer.source = f"model {model if model is not None else 'embedded'!s}"
+    return scorer
 

@@ -180,7 +180,7 @@ def test_denoising_scorer_on_embedded_model(embedded):
 
 def test_build_scorer(embedded, monkeypatch):
     import discffusion.scoring as scoring
-    monkeypatch.setattr(scoring, 'load_pipeline', lambda model, device=None, dtype=None: embedded)
+    monkeypatch.setattr(scoring, 'load_pipeline', lambda model, device=None, dtype=None, **loader: embedded)
     assert isinstance(build_scorer('denoise', timesteps=[500]), DenoisingScorer)
     blank = build_scorer('blank', preset='attention')
     assert isinstance(blank, BlankImageControl) and blank.scorer.denoise is False

@@ -18,6 +18,9 @@ import time
 import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel
 from diffusers import EulerDiscreteScheduler
+import numpy as np, tempfile
+from transformers import CLIPTokenizer
+from discffusion.core import embedded_model_path
 
 
 def test_cell_0():
