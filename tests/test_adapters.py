@@ -1,6 +1,5 @@
 """Hand-written tests of `discffusion.adapters`: parameter counts and adapter-folder integrity."""
 import json
-from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
