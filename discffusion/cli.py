@@ -43,7 +43,7 @@ def _timesteps(value: str):
 
 def _apply_adapter(scorer, folder):
     "Load a saved adapter (LoRA and/or prompt tokens) into the scorer's model."
-    from discffusion.prompt_learning import load_adapter
+    from discffusion.adapters import load_adapter
     load_adapter(scorer, folder)
 
 def cmd_score(args) -> dict:
