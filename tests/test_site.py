@@ -278,3 +278,30 @@ def test_links_point_into_the_site():
     assert loc(f'![b]({bd.COLAB_BADGE})', 'nbs/03_pooling.ipynb') == '![b](../assets/colab-badge.svg)'
     assert loc('[source](https://x.org/a.py#L3){target="_blank" style="float:right"}', 'index.ipynb') == \
         '<a href="https://x.org/a.py#L3" target="_blank" style="float:right">source</a>'
+
+def test_nbdev_processing_honours_hide_export_and_show_doc(tmp_path):
+    "A tiny repository through nbdev's processors and the conversion: what a reader must and must not see."
+    import nbformat
+    from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
+    bd = _load_build_docs()
+    root = tmp_path/'repo'; (root/'nbs').mkdir(parents=True)
+    shutil.copy2(ROOT/'settings.ini', root/'settings.ini')
+    cells = [new_markdown_cell('# tiny\n\n> A tiny notebook.'), new_code_cell('#| default_exp tiny'),
+             new_code_cell('#| hide\nHIDDEN_SECRET = 1'),
+             new_code_cell("#| export\ndef double(x:int)->int:\n    'Twice `x`.'\n    return 2*x"),
+             new_markdown_cell('Uses [`double`](../index.ipynb) and $a^2$.'), new_code_cell('double(2)')]
+    kernel = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}
+    for rel in ('index.ipynb', 'nbs/01_tiny.ipynb'):
+        nbformat.write(new_notebook(cells=cells, metadata=kernel), root/rel)
+    notebooks = bd.source_notebooks(root)
+    bd.stage_sources(root, tmp_path/'src')
+    proc = bd.run_nbdev_processors(tmp_path/'src', 1, root)
+    pages, titles = bd.stage_pages(proc, tmp_path/'docs', notebooks, 'https://example.org/x/')
+    assert titles == {Path('index.ipynb'): 'tiny', Path('nbs/01_tiny.ipynb'): 'tiny'}
+    page = json.loads((tmp_path/'docs/nbs/tiny.ipynb').read_text())
+    text = json.dumps(page)
+    assert 'HIDDEN_SECRET' not in text and 'return 2*x' not in text and '#|' not in text
+    md = [c['source'] for c in page['cells'] if c['cell_type'] == 'markdown']
+    assert md[0] == '# tiny\n\n> A tiny notebook.'
+    assert any('### double' in m and 'Twice' in m for m in md), md  # show_doc's entry, as page markdown
+    assert any('[`double`](../index.html)' in m for m in md), md
