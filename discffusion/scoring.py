@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math, warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from PIL import Image
@@ -21,8 +22,8 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 # %% auto #0
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
-           'resolve_timesteps', 'DSDScorer', 'triple_index', 'prepare_images', 'tokenize', 'unknown_words',
-           'warn_unknown_words']
+           'AdaptiveGrid', 'resolve_timesteps', 'DSDScorer', 'triple_index', 'prepare_images', 'tokenize',
+           'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -186,6 +187,13 @@ def uncond_errors(unet, # the UNet
 
 
 # %% ../nbs/04_scoring.ipynb #19199ce2
+@dataclass(frozen=True)
+class AdaptiveGrid:
+    "Adaptive evaluation: visit the grid in stratified rounds, drop candidates that are clearly behind the leader."
+    strata: int = 5 # each round scores one random timestep from each of this many equal parts of the grid
+    z: float = 3.0 # drop a candidate whose mean gap to the leader exceeds z standard errors of the paired gaps
+    seed: int = 0 # seeds the visiting order
+
 PRESETS = {
     'official':    dict(layers='official', pooling='lse', token_mask='all', denoise=True, uncond_attention=True,
                         timesteps='official'),
@@ -242,7 +250,9 @@ class DSDScorer:
                  seed: int = 0, # seed of the noise bank
                  batch_size: int = 16, # rows per UNet call
                  resolution: int | None = None, # image side fed to the VAE; default: the model's native size
-                 progress: bool | None = None): # tqdm bar; None: only for long jobs
+                 progress: bool | None = None, # tqdm bar; None: only for long jobs
+                 early_exit: bool = True, # stop the UNet after the last selected layer when nothing later is read
+                 adaptive: bool | AdaptiveGrid = False): # prune losing candidates early (`AdaptiveGrid`); off: the full grid
         if preset not in PRESETS: raise ValueError(f"preset: unknown {preset!r}; expected one of {list(PRESETS)}")
         if getattr(unet.config, 'addition_embed_type', None) is not None:
             raise ValueError(f"unet: addition_embed_type={unet.config.addition_embed_type!r} (an SDXL-shaped UNet) needs "
@@ -263,6 +273,8 @@ class DSDScorer:
         self.seed, self.batch_size, self.progress = seed, int(batch_size), progress
         if self.batch_size < 1: raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
         self.resolution = resolution or unet.config.sample_size * self.vae_scale_factor
+        self.early_exit, self.adaptive = bool(early_exit), AdaptiveGrid() if adaptive is True else (adaptive or None)
+        self.unet_rows = 0 # UNet rows (one image, timestep and context each) the last `score_latents` call ran
         self._uncond = None
         self.source = 'this model' # what the scores come from, for error messages (`from_pretrained`, adapters)
         self.prompt_tokens = None # learnt context vectors (`PromptTokens` of `adapters`) that `encode_texts` appends
@@ -306,15 +318,6 @@ def combine(self: DSDScorer, att, err=None, att_uncond=None, err_uncond=None) ->
     return s + err_uncond - err if self.denoise else s
 
 @patch
-def uncond_branch(self: DSDScorer, rec, zt, timesteps, target=None, uncond_embedding=None):
-    "Attention score and denoising error of the empty caption once per (timestep, image): `([T, n_img], [T, n_img])`."
-    T, n = zt.shape[:2]
-    uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(zt.device, zt.dtype)
-    att, err = branch_rows(self.unet, zt, timesteps, branch_index(T, n), uncond, None, target, rec,
-                           self.batch_size, self.progress)
-    return att.view(T, n), None if err is None else err.view(T, n)
-
-@patch
 @torch.no_grad()
 def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] clean latents, already scaled
                   text_embeddings: torch.Tensor, # [n_text, S, D] text-encoder hidden states
@@ -327,15 +330,36 @@ def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] cle
     timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
     T, n_img, n_text = len(timesteps), len(latents), len(ctx)
     target = denoise_target(self.scheduler, latents, noise, timesteps).float() if self.denoise else None
-    kk, jj, ii = triple_index(T, n_img, n_text)
     with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:
-        rec.stop_after = None if self.denoise else self.layers[-1]
-        att_u, err_u = self.uncond_branch(rec, zt, timesteps, target, uncond_embedding) if self.needs_uncond else (None, None)
-        att, err = branch_rows(self.unet, zt, timesteps, (kk, jj, ii), ctx, token_mask, target, rec,
-                               self.batch_size, self.progress)
-    pick = lambda x: None if x is None else x[kk, jj]
-    scores = self.combine(att, err, pick(att_u), pick(err_u)).float().cpu()
-    return self.check_finite(scores.view(T, n_img, n_text).mean(0).T.contiguous())
+        rec.stop_after = self.layers[-1] if self.early_exit and not self.denoise else None
+        if self.adaptive is not None and 1 in (n_img, n_text) and n_img * n_text > 1:
+            per_t = self.adaptive_rounds(rec, zt, timesteps, ctx, token_mask, target, uncond_embedding)
+        else: per_t = self.grid_scores(rec, zt, timesteps, ctx, token_mask, target, uncond_embedding)
+    return self.check_finite(per_t.nanmean(0).T.contiguous())
+
+@patch
+def branch_scores(self: DSDScorer, rec, zt, timesteps, rows, ctx, token_mask, target, uncond_embedding) -> torch.Tensor:
+    "Scores `[R]` of the rows `(k, j, i)`, running each (timestep, image) of the unconditional branch once."
+    kk, jj, ii = rows
+    att_u = err_u = None
+    if self.needs_uncond:
+        pairs, back = torch.unique(kk * zt.shape[1] + jj, return_inverse=True)
+        uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(zt.device, zt.dtype)
+        urows = (pairs // zt.shape[1], pairs % zt.shape[1], torch.zeros_like(pairs))
+        att_u, err_u = branch_rows(self.unet, zt, timesteps, urows, uncond, None, target, rec, self.batch_size, self.progress)
+        att_u, err_u = att_u[back], None if err_u is None else err_u[back]
+        self.unet_rows += len(pairs)
+    att, err = branch_rows(self.unet, zt, timesteps, rows, ctx, token_mask, target, rec, self.batch_size, self.progress)
+    self.unet_rows += len(kk)
+    return self.combine(att, err, att_u, err_u).float().cpu()
+
+@patch
+def grid_scores(self: DSDScorer, rec, zt, timesteps, ctx, token_mask, target, uncond_embedding) -> torch.Tensor:
+    "Every triple's score on the whole grid: `[T, n_img, n_text]`."
+    T, n_img, n_text = len(timesteps), zt.shape[1], len(ctx)
+    self.unet_rows = 0
+    rows = triple_index(T, n_img, n_text)
+    return self.branch_scores(rec, zt, timesteps, rows, ctx, token_mask, target, uncond_embedding).view(T, n_img, n_text)
 
 @patch
 def check_finite(self: DSDScorer, scores: torch.Tensor) -> torch.Tensor:
@@ -533,3 +557,38 @@ def from_pretrained(cls: DSDScorer, model=None, # a hub id, a folder, or None fo
     scorer.source = f"model {model if model is not None else 'embedded'!s}"
     return scorer
 
+
+# %% ../nbs/04_scoring.ipynb #fffb9a83
+def stratified_order(T: int, # grid size
+                     strata: int, seed: int = 0) -> list[list[int]]:
+    "Rounds of grid indices: round r holds one random index from each of `strata` equal parts of `range(T)`."
+    g = seeded_generator(seed)
+    parts = [p[torch.randperm(len(p), generator=g)].tolist() for p in torch.arange(T).tensor_split(min(strata, T))]
+    return [[p[r] for p in parts if r < len(p)] for r in range(max(map(len, parts)))]
+
+def survivors(per_t: torch.Tensor, # [visited timesteps, candidates] scores so far
+              alive: torch.Tensor, # indices of the candidates still in
+              z: float) -> torch.Tensor:
+    "The candidates of `alive` not clearly behind the leader (paired gaps over more than `z` standard errors)."
+    if len(per_t) < 2: return alive
+    x = per_t[:, alive]
+    gaps = x[:, x.mean(0).argmax()][:, None] - x  # [m, n]: leader minus candidate, per timestep
+    se = gaps.std(0) / len(gaps) ** 0.5
+    return alive[~(gaps.mean(0) > z * se + 1e-12)]
+
+# %% ../nbs/04_scoring.ipynb #8e74a865
+@patch
+def adaptive_rounds(self: DSDScorer, rec, zt, timesteps, ctx, token_mask, target, uncond_embedding) -> torch.Tensor:
+    "Scores `[T, n_img, n_text]` of one query's candidates in stratified rounds, NaN where a dropped one was not scored."
+    T, n_img, n_text = len(timesteps), zt.shape[1], len(ctx)
+    by_text, n = n_text > 1, max(n_img, n_text)
+    per_t, alive, visited = torch.full((T, n), float('nan')), torch.arange(n), []
+    self.unet_rows = 0
+    for ks in stratified_order(T, self.adaptive.strata, self.adaptive.seed):
+        k, c = torch.tensor(ks).repeat_interleave(len(alive)), alive.repeat(len(ks))
+        j, i = (torch.zeros_like(c), c) if by_text else (c, torch.zeros_like(c))
+        per_t[k, c] = self.branch_scores(rec, zt, timesteps, (k, j, i), ctx, token_mask, target, uncond_embedding)
+        visited += ks
+        alive = survivors(per_t[visited], alive, self.adaptive.z)
+        if len(alive) == 1: break
+    return per_t[:, None, :] if by_text else per_t[:, :, None]

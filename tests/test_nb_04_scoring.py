@@ -3,6 +3,7 @@ from __future__ import annotations
 from discffusion.scoring import *
 import math, warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from PIL import Image
@@ -17,14 +18,20 @@ from fastcore.test import test_eq, test_close, test_fail
 import time
 import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel
+from discffusion.scoring import DSDScorer as PackagedScorer
+from discffusion.shapes import make_split, caption, HARD_NEGATIVES
+from IPython.display import Markdown, display
 from diffusers import EulerDiscreteScheduler
 import numpy as np, tempfile
 from transformers import CLIPTokenizer
 from discffusion.core import embedded_model_path
+import argparse
+from discffusion.evaluation import bootstrap_ci
+from discffusion.data import shapes_records
+from discffusion.evaluation import evaluate
 
 
 def test_cell_0():
-    from discffusion.scoring import triple_index
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 32, 64, 64), norm_num_groups=8,
         down_block_types=('CrossAttnDownBlock2D',)*3 + ('DownBlock2D',), up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',)*3,
