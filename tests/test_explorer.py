@@ -7,8 +7,8 @@ from discffusion.scoring import DSDScorer
 from discffusion.shapes import Obj, Scene, render
 from discffusion.toy import color_masks
 from discffusion.prompt_learning import PromptTokens, add_lora, load_adapter, save_adapter
-from discffusion.visualize import (explorer, scene_captions, attention_maps, word_spans, plot_word_maps, scores_by_timestep,
-                                   scores_by_layer, png)
+from discffusion.visualize import (explorer, scene_captions, attention_maps, word_spans, plot_word_maps,
+                                   scores_by_timestep, scores_by_layer, png)
 from sd_fixtures import sd_pipeline, clip_tokenizer
 
 SCENE = Scene((Obj('red', 'circle'), Obj('blue', 'square')), 'left of')
@@ -74,12 +74,14 @@ def test_preset_sets_its_controls_and_scores_with_one_update(scorer):
     ex.controls['preset'].value = 'official'
     official = direct(scorer, preset='official')
     assert ex.runs == runs + 1
-    assert list(ex.controls['layers'].value) == official.layers and ex.controls['pooling'].value == official.pooling.method
+    assert list(ex.controls['layers'].value) == official.layers
+    assert ex.controls['pooling'].value == official.pooling.method
     assert ex.controls['timesteps'].value == ', '.join(map(str, official.timesteps))
     torch.testing.assert_close(ex.scores, official.score(ex.image(), ex.texts())[:, 0])
 
-@pytest.mark.parametrize('control, value, named', [('timesteps', '200, abc', 'timesteps'), ('timesteps', '5000', 'timesteps'),
-                                                    ('layers', (), 'layers'), ('captions', ' \n', 'captions'), ('source', 'upload', 'upload')])
+@pytest.mark.parametrize('control, value, named', [
+    ('timesteps', '200, abc', 'timesteps'), ('timesteps', '5000', 'timesteps'), ('layers', (), 'layers'),
+    ('captions', ' \n', 'captions'), ('source', 'upload', 'upload')])
 def test_bad_input_is_shown_in_the_status_line_naming_the_control(scorer, control, value, named):
     ex = explorer(scorer)
     ex.controls[control].value = value
@@ -88,7 +90,7 @@ def test_bad_input_is_shown_in_the_status_line_naming_the_control(scorer, contro
 
 def test_upload_switches_the_source_and_scores_the_uploaded_image(scorer):
     ex = explorer(scorer)
-    other = render(Scene((Obj('yellow', 'triangle'), Obj('green', 'circle')), 'above'), 64)   # resized to 32 by the scorer
+    other = render(Scene((Obj('yellow', 'triangle'), Obj('green', 'circle')), 'above'), 64)   # resized to 32
     ex.controls['upload'].value = upload_value(other)
     assert ex.controls['source'].value == 'upload' and ex.error is None, ex.error
     torch.testing.assert_close(ex.scores, scorer.score(other, ex.texts())[:, 0])
