@@ -25,9 +25,10 @@ from .shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard
 from .prompt_learning import load_adapter
 
 # %% auto #0
-__all__ = ['ONE_OBJECT', 'SCENE_CONTROLS', 'word_spans', 'attention_maps', 'word_maps', 'overlay', 'plot_word_maps',
+__all__ = ['ONE_OBJECT', 'SCENE_CONTROLS', 'CONTROLLED', 'word_spans', 'attention_maps', 'word_maps', 'overlay', 'plot_word_maps',
            'concentration', 'scores_by_timestep', 'plot_timestep_curves', 'scores_by_layer', 'plot_layer_curves',
-           'plot_score_matrix', 'plot_scores', 'scene_captions', 'parse_timesteps', 'png', 'Explorer', 'explorer']
+           'plot_score_matrix', 'plot_scores', 'scene_captions', 'parse_timesteps', 'png', 'preset_of', 'Explorer',
+           'explorer']
 
 # %% ../nbs/13_visualize.ipynb #31c075a3
 def word_spans(tokenizer, # a CLIP-format tokenizer (the last BPE piece of a word ends with `</w>`)
@@ -280,14 +281,24 @@ def png(fig: Figure, dpi: int = 72) -> bytes:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi)
     return buf.getvalue()
 
-def _check_preset(scorer: DSDScorer, preset: str):
-    "Refuse a `preset` whose denoising term or token mask differ from the scorer's (the scores would not be its own)."
-    if preset not in PRESETS: raise ValueError(f"preset: unknown {preset!r}; expected one of {list(PRESETS)}")
-    ref = DSDScorer(scorer.unet, scorer.scheduler, preset=preset)
-    if (ref.denoise, ref.token_mask) != (scorer.denoise, scorer.token_mask):
-        raise ValueError(f"preset: {preset!r} has denoise={ref.denoise}, token_mask={ref.token_mask!r} but the scorer "
-                         f"has denoise={scorer.denoise}, token_mask={scorer.token_mask!r}; "
-                         "pass the preset the scorer was built with")
+CONTROLLED = ('layers', 'pooling', 'timesteps') # the preset options the explorer sets with its own controls
+
+def _fixed_options(scorer: DSDScorer, preset: str) -> dict:
+    "The options `preset` fixes that the explorer has no control for (e.g. the denoising term), as `scorer` has them."
+    return {k: getattr(scorer, k) for k in PRESETS[preset] if k not in CONTROLLED}
+
+def preset_of(scorer: DSDScorer, # a scorer built from a preset (then layers, pooling and timesteps may be changed)
+              preset: str | None = None, # check this preset instead of searching
+             ) -> str:
+    "The preset whose options, other than layers, pooling and timesteps, are the scorer's."
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"preset: unknown {preset!r}; expected one of {list(PRESETS)}")
+    for name in [preset] if preset else PRESETS:
+        ref = DSDScorer(scorer.unet, scorer.scheduler, preset=name)
+        if _fixed_options(ref, name) == _fixed_options(scorer, name): return name
+    raise ValueError(f"preset: the scorer's {_fixed_options(scorer, preset or next(iter(PRESETS)))} are not those of "
+                     f"{'preset ' + repr(preset) if preset else 'any preset of ' + str(list(PRESETS))}; "
+                     "the explorer builds its scorers from a preset")
 
 def _dropdown(options, value, description: str, cls: str) -> widgets.Dropdown:
     "A Dropdown with a CSS class (browsers and tests find it by that)."
@@ -301,9 +312,8 @@ class Explorer(widgets.HBox):
     dpi = 85 # resolution of the drawn figures
 
     def __init__(self, scorer: DSDScorer, # the models, the seed, and the starting layers, pooling and timesteps
-                 preset: str = 'attention'): # the starting preset: the one `scorer` was built with
-        _check_preset(scorer, preset)
-        self.preset = preset
+                 preset: str | None = None): # the starting preset; default: the one `scorer` was built with
+        self.preset = preset_of(scorer, preset)
         self.base, self.adapted, self.scores, self.error, self.runs, self._quiet = scorer, {}, None, None, 0, False
         self.controls = self._controls()
         self.status, self.bars, self.heatmaps = widgets.HTML(), widgets.Image(format='png'), widgets.Image(format='png')
@@ -332,7 +342,7 @@ class Explorer(widgets.HBox):
                                              description='layers', rows=6)
         c['pooling'] = _dropdown(POOLINGS, b.pooling.method, 'pooling', 'dsd-pooling')
         c['timesteps'] = widgets.Text(', '.join(map(str, b.timesteps)), description='timesteps',
-                                      continuous_update=False)
+                                      continuous_update=False, layout=widgets.Layout(width='430px'))
         c['adapter'] = widgets.Text('', description='adapter', placeholder='adapter folder (optional)',
                                     continuous_update=False)
         return c
@@ -421,9 +431,10 @@ class Explorer(widgets.HBox):
 
 # %% ../nbs/13_visualize.ipynb #2a610a4e
 def explorer(scorer: DSDScorer | None = None, # default: a scorer of `model` with `preset`
-             preset: str = 'attention', # the starting preset (the one `scorer` was built with)
+             preset: str | None = None, # the starting preset; default: the scorer's, or `attention` for a new one
              model=None, device=None, dtype=None, # for `DSDScorer.from_pretrained` when no scorer is given
             ) -> Explorer:
     "The explorer widget: a scene or an uploaded image, captions and scorer options in; scores and word heat maps out."
-    if scorer is None: scorer = DSDScorer.from_pretrained(model, device=device, dtype=dtype, preset=preset)
+    if scorer is None:
+        scorer = DSDScorer.from_pretrained(model, device=device, dtype=dtype, preset=preset or 'attention')
     return Explorer(scorer, preset)

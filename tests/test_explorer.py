@@ -13,8 +13,10 @@ from sd_fixtures import sd_pipeline, clip_tokenizer
 
 SCENE = Scene((Obj('red', 'circle'), Obj('blue', 'square')), 'left of')
 
+FAST = [781] # one timestep keeps these tests fast whatever the presets' default grids are
+
 @pytest.fixture(scope='module')
-def scorer(): return DSDScorer.from_pretrained(device='cpu')
+def scorer(): return DSDScorer.from_pretrained(device='cpu', timesteps=FAST)
 
 def direct(scorer, **options):
     "A scorer on the same models with `options`, built without the explorer."
@@ -58,7 +60,8 @@ def test_one_object_scene_and_hand_edited_captions_survive_a_scene_change(scorer
 def test_pooling_layers_and_timesteps_give_the_scores_and_maps_of_that_scorer(scorer):
     ex = explorer(scorer)
     ex.controls['pooling'].value = 'max'
-    torch.testing.assert_close(ex.scores, direct(scorer, pooling='max').score(ex.image(), ex.texts())[:, 0])
+    same = direct(scorer, pooling='max', timesteps=FAST)
+    torch.testing.assert_close(ex.scores, same.score(ex.image(), ex.texts())[:, 0])
     ex.controls['layers'].value = ('mid.0',)
     ex.controls['timesteps'].value = '200, 600'
     assert ex.error is None, ex.error
@@ -97,9 +100,13 @@ def test_upload_switches_the_source_and_scores_the_uploaded_image(scorer):
     ex.controls['source'].value = 'scene'
     torch.testing.assert_close(ex.scores, scorer.score(render(SCENE, 32), ex.texts())[:, 0])
 
-def test_explorer_refuses_a_preset_the_scorer_was_not_built_with(scorer):
-    with pytest.raises(ValueError, match="preset: 'attention' has denoise=False"):
-        explorer(direct(scorer, preset='official'))
+def test_explorer_starts_with_the_scorers_preset_and_refuses_another(scorer):
+    official = direct(scorer, preset='official', timesteps=[400, 800])
+    ex = explorer(official)
+    assert ex.controls['preset'].value == 'official' and ex.controls['timesteps'].value == '400, 800'
+    torch.testing.assert_close(ex.scores, official.score(ex.image(), ex.texts())[:, 0])
+    with pytest.raises(ValueError, match="preset: the scorer's .* are not those of preset 'official'"):
+        explorer(scorer, preset='official')
     with pytest.raises(ValueError, match='preset: unknown'):
         explorer(scorer, preset='fast')
 
@@ -117,12 +124,12 @@ def adapter_folders(tmp_path_factory):
 
 @pytest.mark.parametrize('kind', ['prompt', 'lora'])
 def test_adapter_folder_gives_the_adapted_scores_and_leaves_the_scorer_as_it_was(adapter_folders, kind):
-    base = DSDScorer.from_pretrained(device='cpu')
+    base = DSDScorer.from_pretrained(device='cpu', timesteps=FAST)
     ex = explorer(base)
     plain = ex.scores.clone()
     ex.controls['adapter'].value = str(adapter_folders/kind)
     assert ex.error is None, ex.error
-    adapted = load_adapter(DSDScorer.from_pretrained(device='cpu'), adapter_folders/kind)
+    adapted = load_adapter(DSDScorer.from_pretrained(device='cpu', timesteps=FAST), adapter_folders/kind)
     torch.testing.assert_close(ex.scores, adapted.score(ex.image(), ex.texts())[:, 0])
     assert not torch.allclose(ex.scores, plain)
     assert base.prompt_tokens is None and not any('lora' in n for n, _ in base.unet.named_modules())
