@@ -22,7 +22,7 @@ from .hooks import record_cross_attention, select_layers, cross_attention_layers
 from .pooling import POOLINGS
 from .scoring import DSDScorer, PRESETS, noise_bank, prepare_images
 from .shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard_negatives
-from .prompt_learning import load_adapter
+from .adapters import load_adapter
 
 # %% auto #0
 __all__ = ['ONE_OBJECT', 'SCENE_CONTROLS', 'CONTROLLED', 'word_spans', 'attention_maps', 'word_maps', 'overlay', 'plot_word_maps',

@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 from discffusion.scoring import DSDScorer
 from discffusion.shapes import Obj, Scene, render
 from discffusion.toy import color_masks
-from discffusion.prompt_learning import PromptTokens, add_lora, load_adapter, save_adapter
+from discffusion.adapters import PromptTokens, add_lora, load_adapter, save_adapter
 from discffusion.visualize import (explorer, scene_captions, attention_maps, word_spans, plot_word_maps,
                                    scores_by_timestep, scores_by_layer, png)
 from sd_fixtures import sd_pipeline, clip_tokenizer

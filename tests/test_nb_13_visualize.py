@@ -19,7 +19,7 @@ from discffusion.hooks import record_cross_attention, select_layers, cross_atten
 from discffusion.pooling import POOLINGS
 from discffusion.scoring import DSDScorer, PRESETS, noise_bank, prepare_images
 from discffusion.shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard_negatives
-from discffusion.prompt_learning import load_adapter
+from discffusion.adapters import load_adapter
 from fastcore.test import test_eq, test_close, test_fail
 from IPython.display import Markdown, display
 import matplotlib.pyplot as plt
