@@ -7,12 +7,20 @@ cross-attention layers only, self-attention on SDPA, the unconditional branch on
 Both compute the `official` preset (attention term + denoising term) on the same latents, texts, timesteps and
 noise; the script checks that they agree, then prints `speedup: X` (fast pairs/s / official-shape pairs/s).
 
+Two more lines, each measured in the same run:
+* adaptive evaluation (`DSDScorer(adaptive=True)`) against the full official grid on shapes test images, each scored
+  against its caption and three hard negatives: how many fewer UNet rows, and the attribute-swap accuracy of both;
+* early exit on a down + mid layer selection (no denoising term): the forward stops after the mid block.
+
     python bench/score_bench.py [--model FOLDER] [--images 4] [--texts 6] [--timesteps 2] [--batch-size 32]
+                                [--adaptive-images 100]
 """
 import argparse, time
 import torch
 from discffusion.core import load_pipeline
 from discffusion.scoring import DSDScorer, reference_score, noise_bank, spaced_timesteps
+from discffusion.hooks import cross_attention_layers
+from discffusion.shapes import make_split, caption, HARD_NEGATIVES
 
 def best_of(fn, repeats):
     "The fastest of `repeats` timed calls (after one warm-up call), and the last result."
@@ -27,6 +35,7 @@ def main():
     p.add_argument('--images', type=int, default=4); p.add_argument('--texts', type=int, default=6)
     p.add_argument('--timesteps', type=int, default=2); p.add_argument('--batch-size', type=int, default=48)
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--adaptive-images', type=int, default=100, help='shapes test images for the adaptive line (0: skip)')
     a = p.parse_args()
     pipe = load_pipeline(a.model, device='cpu')
     unet, sched = pipe.unet, pipe.scheduler
@@ -41,7 +50,8 @@ def main():
     pairs = a.images * a.texts
     print(f'model: {a.model or "embedded"}; UNet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params, latents {tuple(latents.shape[1:])}, '
           f'{pairs} pairs x {a.timesteps} timesteps, torch threads {torch.get_num_threads()}')
-    t_ref, ref = best_of(lambda: reference_score(unet, sched, latents, ctx, scorer.timesteps, noise, uncond, denoise=True), max(1, a.repeats - 2))
+    t_ref, ref = best_of(lambda: reference_score(unet, sched, latents, ctx, scorer.timesteps, noise, uncond, denoise=True,
+                                                       uncond_attention=True), max(1, a.repeats - 2))
     t_fast, fast = best_of(lambda: scorer.score_latents(latents, ctx, noise=noise, uncond_embedding=uncond), a.repeats)
     err = (fast - ref).abs().max().item()
     print(f'official shape: {pairs / t_ref:8.1f} pairs/s ({t_ref:.2f} s)')
@@ -49,5 +59,37 @@ def main():
     print(f'max |fast - official| = {err:.2e}')
     if err > 1e-4: raise SystemExit(f'scores disagree: max abs difference {err:.2e}')
     print(f'speedup: {t_ref / t_fast:.1f}')
+    if a.adaptive_images: adaptive_line(pipe, a.adaptive_images, a.batch_size)
+    early_exit_line(pipe, latents, ctx, noise, a.batch_size, a.repeats)
+
+def adaptive_line(pipe, n: int, batch_size: int):
+    "UNet rows and attribute-swap accuracy of adaptive evaluation against the full official grid."
+    out = {}
+    for adaptive in (False, True):
+        sc = DSDScorer.from_pipeline(pipe, preset='official', adaptive=adaptive, batch_size=batch_size)
+        rows, hits = 0, []
+        for ex in make_split('test', n, seed=0):
+            kinds = [k for k in HARD_NEGATIVES if k in ex.negatives]
+            s = sc.score([ex.image], [ex.caption] + [caption(ex.negatives[k]) for k in kinds])[:, 0]
+            rows += sc.unet_rows
+            hits.append(bool(s[0] > s[1 + kinds.index('attribute_swap')]))
+        out[adaptive] = rows, sum(hits) / len(hits)
+    (full_rows, full_acc), (ada_rows, ada_acc) = out[False], out[True]
+    print(f'adaptive evaluation: {full_rows / ada_rows:.1f}x fewer UNet rows ({ada_rows} vs {full_rows}, official grid, '
+          f'{n} test images); attribute-swap accuracy {ada_acc:.3f} vs {full_acc:.3f} on the full grid '
+          f'({100 * (ada_acc - full_acc):+.1f} points)')
+
+def early_exit_line(pipe, latents, ctx, noise, batch_size: int, repeats: int):
+    "Time of a down + mid layer selection with and without stopping the UNet after the mid block."
+    layers = [n for n in cross_attention_layers(pipe.unet) if n.startswith(('down', 'mid'))]
+    times = {}
+    for early in (False, True):
+        sc = DSDScorer.from_pipeline(pipe, preset='attention', layers=layers, timesteps=spaced_timesteps(len(noise)),
+                                     batch_size=batch_size, early_exit=early)
+        times[early], scores = best_of(lambda: sc.score_latents(latents, ctx, noise=noise), repeats)
+        if early: assert torch.equal(scores, last), 'early exit changed the scores'
+        last = scores
+    print(f'early exit (layers {", ".join(layers)}): {times[False] / times[True]:.1f}x faster '
+          f'({times[False]:.2f} s -> {times[True]:.2f} s), scores identical')
 
 if __name__ == '__main__': main()
