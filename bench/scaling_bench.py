@@ -44,15 +44,21 @@ def loglog_slope(x: list[float], y: list[float]) -> float:
     "Slope p of log y = c + p log x: 1 when y grows as x, above 1 when faster."
     return fit_line([math.log(v) for v in x], [math.log(v) for v in y])[1]
 
-def time_score_latents(scorer: DSDScorer, n_img: int, n_text: int, T: int, repeats: int = 3, seed: int = 0) -> float:
-    "Fastest of `repeats` calls (after a warm-up) of `score_latents` on random latents and text states of that size."
+def latents_run(scorer: DSDScorer, n_img: int, n_text: int, T: int, seed: int = 0):
+    "A call of `score_latents` on random latents and text states of one size, ready to time."
     g = torch.Generator().manual_seed(seed)
     c, s, d = scorer.unet.config.in_channels, scorer.unet.config.sample_size, scorer.unet.config.cross_attention_dim
     latents, ctx = torch.randn(n_img, c, s, s, generator=g), torch.randn(n_text, 77, d, generator=g)
-    run = lambda: scorer.score_latents(latents, ctx, timesteps=spaced_timesteps(T))
-    run(); best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter(); run(); best = min(best, time.perf_counter() - t0)
+    return lambda: scorer.score_latents(latents, ctx, timesteps=spaced_timesteps(T))
+
+def time_grid(scorer: DSDScorer, grid, repeats: int = 3) -> list[float]:
+    "Fastest seconds of each size over `repeats` rounds through the whole grid (after a warm-up round)."
+    runs = [latents_run(scorer, *size) for size in grid]
+    best = [math.inf] * len(runs)
+    for r in range(repeats + 1):  # round 0 warms up; rounds spread the machine's load changes over all sizes
+        for k, run in enumerate(runs):
+            t0 = time.perf_counter(); run(); dt = time.perf_counter() - t0
+            if r: best[k] = min(best[k], dt)
     return best
 
 
@@ -114,7 +120,7 @@ def count_problems(counts: dict, n_img: int, n_text: int, T: int, uncond: bool =
 def scaling(scorer: DSDScorer, grid, repeats: int):
     "Time every grid size; print each, the linear fit in UNet rows, residuals, log-log slope and cost-per-row ratio."
     rows = [unet_rows(T, i, t, scorer.needs_uncond) for i, t, T in grid]
-    secs = [time_score_latents(scorer, i, t, T, repeats) for i, t, T in grid]
+    secs = time_grid(scorer, grid, repeats)
     a, b, res = fit_line(rows, secs)
     print(f'fit: time = {a * 1e3:.1f} ms + {b * 1e3:.3f} ms x rows')
     print(' n_img n_text  T  rows   time(s)  fit(s)  residual   ms/row')
@@ -143,7 +149,7 @@ def encode_once(pipe, n_img: int, n_text: int, T: int, batch_size: int, seed: in
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--batch-size', type=int, default=16, help='UNet rows a call (fixed over the grid)')
-    p.add_argument('--repeats', type=int, default=3, help='timed calls a size after a warm-up (the fastest counts)')
+    p.add_argument('--repeats', type=int, default=3, help='timed rounds through the grid after a warm-up round')
     a = p.parse_args(argv)
     pipe = load_pipeline(None, device='cpu')
     scorer = DSDScorer.from_pipeline(pipe, preset='official', batch_size=a.batch_size, progress=False)

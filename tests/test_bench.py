@@ -117,3 +117,9 @@ def test_timing_and_memory_helpers_on_cpu():
     assert out == 7 and warm >= 0 and 0 <= best < 1
     assert gb.peak_memory('cpu').endswith('(process peak RSS, whole run so far)')
     gb.reset_peak_memory('cpu')  # no-op on the CPU
+
+def test_time_grid_runs_every_size(pipe):
+    scorer = DSDScorer.from_pipeline(pipe, preset='official', batch_size=16, progress=False)
+    assert sb.latents_run(scorer, 2, 3, 1)().shape == (3, 2)
+    secs = sb.time_grid(scorer, [(1, 1, 1), (1, 2, 1)], repeats=1)
+    assert len(secs) == 2 and all(0 < s < float('inf') for s in secs)
