@@ -7,15 +7,16 @@ latents and random text embeddings (77 x 1024); every pair is scored at 2 timest
 
 Official shape (DESIGN.md §4): `official_shape_scores`, `scoring.reference_score` on any device: one (text, image)
 pair at a time, the unconditional and conditional inputs doubled into one batch, eager attention (probabilities
-materialised) in every layer. `reference_score` itself builds its timestep tensor on the CPU, which a CUDA UNet
-refuses; this equivalent keeps everything on the device and never waits for it, so its figure is, if anything,
-flattering. Fast path: `DSDScorer.score_latents`, every (timestep, image, text) triple batched, recorders on the
+materialised) in every layer. `reference_score` itself builds its timestep tensors on the CPU, which a CUDA UNet
+refuses; this equivalent (checked against it in tests/test_bench.py) keeps everything on the device, installs the
+eager processors once and never waits for the device, so the official shape's figure is, if anything, flattering
+and the speedup conservative. Fast path: `DSDScorer.score_latents`, every (timestep, image, text) triple batched, recorders on the
 selected cross-attention layers only, SDPA everywhere else, the unconditional branch once per (timestep, image);
 `--compile` compiles the UNet in place (`torch.compile`, static shapes).
 
 Agreement: both paths in the run's dtype against the official shape in fp32 (same weights, upcast) on the first
-pairs. In bf16 the fast path should sit as close to fp32 as the official shape does; `--smoke` (fp32) demands
-|fast - official| <= 1e-4 and the same caption ranking for every image, and exits 1 otherwise.
+pairs. The run exits 1 when the fast path is further from fp32 than 1e-4 plus 4x the official shape's own distance
+(in bf16 both round alike); `--smoke` (fp32) also demands the same caption ranking for every image.
 
     python bench/gpu_bench.py [--compile] [--pairs 256] [--texts 4] [--batch-size 64] [--preset official]
     python bench/gpu_bench.py --smoke   # the same code on the CPU: a tiny SD-shaped UNet in fp32, in seconds
@@ -83,8 +84,10 @@ def official_shape_scores(unet, scheduler, # a UNet2DConditionModel and a DDPM-t
                           latents, text_embeddings, uncond_embedding, timesteps, noise, # as `reference_score`
                           layers='official', denoise: bool = True, uncond_attention: bool = True, # a preset's choices
                          ) -> torch.Tensor:
-    "`scoring.reference_score` (LSE, all tokens) on any device, with no host sync: `[n_text, n_img]`."
-    names, dev = select_layers(unet, layers), latents.device
+    "`scoring.reference_score` (LSE, all tokens) on the UNet's device and dtype, with no host sync: `[n_text, n_img]`."
+    names, dev = select_layers(unet, layers), unet.device
+    latents, text_embeddings, uncond_embedding, noise = (x.to(dev, unet.dtype) for x in
+                                                         (latents, text_embeddings, uncond_embedding, noise))
     tts = [torch.full((2,), int(t), device=dev) for t in timesteps]
     out = torch.zeros(len(text_embeddings), len(latents), dtype=torch.float64, device=dev)
     with _eager_attention(unet) as store:
@@ -151,12 +154,12 @@ def agreement(scores: torch.Tensor, reference: torch.Tensor) -> dict:
                 ranking=int((order(scores) == order(reference)).all(0).sum()),
                 top1=int((scores.argmax(0) == reference.argmax(0)).sum()))
 
-def agreement_failures(fast: dict, official: dict, strict: bool, atol: float = 1e-4) -> list[str]:
-    "Why the fast path disagrees: beyond `atol` plus 4x the official shape's own error, or (strict) a caption ranking."
+def agreement_failures(fast: dict, official: dict, strict: bool, label: str = 'fast', atol: float = 1e-4) -> list[str]:
+    "Why `fast` disagrees: error beyond `atol` plus 4x the official shape's own, or (`strict`) a caption ranking."
     allowed = atol + 4 * official['max_abs']
-    out = [f"max |fast - reference| = {fast['max_abs']:.3g} > {allowed:.3g}"] if fast['max_abs'] > allowed else []
+    out = [f"{label}: max |difference| {fast['max_abs']:.3g} > {allowed:.3g}"] if fast['max_abs'] > allowed else []
     if strict and fast['ranking'] < fast['images']:
-        out.append(f"caption ranking differs for {fast['images'] - fast['ranking']} of {fast['images']} images")
+        out.append(f"{label}: caption ranking differs for {fast['images'] - fast['ranking']} of {fast['images']} images")
     return out
 
 def unet_rows(T: int, n_img: int, n_text: int, uncond: bool) -> int:
@@ -249,7 +252,7 @@ def measure(a, scorer, latents, texts, uncond, noise, n_off: int) -> dict:
                 mem_fast=peak_memory(a.device))
 
 def report(a, m: dict, rows: int, gflop: float, pairs_off: int) -> list[str]:
-    "Print the figures of `measure`; return the agreement failures (strict ones with `--smoke`)."
+    "Print the figures of `measure`; return the agreement failures (strict ones with `--smoke` in fp32)."
     print(f'official shape: {pairs_off / m["t_off"]:.2f} pairs/s ({m["t_off"]:.3f} s for {pairs_off} pairs)')
     print(f'fast path{" (compiled)" if a.compile else ""}: {a.pairs / m["t_fast"]:.2f} pairs/s ({m["t_fast"]:.3f} s '
           f'for {a.pairs} pairs; first call {m["warm"]:.1f} s)')
@@ -261,7 +264,9 @@ def report(a, m: dict, rows: int, gflop: float, pairs_off: int) -> list[str]:
     same = m['mem_off'] == m['mem_fast']
     print(f'peak memory: {m["mem_fast"]}' if same else
           f'peak memory: official shape {m["mem_off"]}; fast path {m["mem_fast"]}')
-    return agreement_failures(fast, off, strict=a.smoke) + (agreement_failures(pair, off, True) if a.smoke else [])
+    strict = a.smoke and a.dtype == 'float32'  # exact arithmetic: rankings must match too (bf16 may swap close captions)
+    return (agreement_failures(fast, off, strict, 'fast vs fp32 official') +
+            (agreement_failures(pair, off, strict, 'fast vs official') if strict else []))
 
 def main(argv=None):
     a = parse_args(argv)

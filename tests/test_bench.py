@@ -26,6 +26,14 @@ def test_official_shape_is_reference_score(tiny, preset):
     ref = reference_score(unet, sched, latents, texts, ts, noise, uncond, denoise=official, uncond_attention=official)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
 
+def test_official_shape_casts_inputs_to_the_unet(tiny):
+    "bf16 inputs to an fp32 UNet (the fp32 reference of a bf16 run) are upcast, as `score_latents` does."
+    unet, sched, ts, (latents, texts, uncond, noise) = tiny
+    low = [x.bfloat16() for x in (latents[:1], texts[:2], uncond)] + [noise.bfloat16()]
+    got = gb.official_shape_for(unet, sched, 'official', *low[:3], ts, low[3])
+    want = gb.official_shape_for(unet, sched, 'official', *[x.float() for x in low[:3]], ts, low[3].float())
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
 @pytest.mark.parametrize('preset', ['official', 'conditional', 'attention'])
 def test_fast_path_agrees_with_official_shape(tiny, preset):
     unet, sched, ts, (latents, texts, uncond, noise) = tiny
@@ -42,7 +50,7 @@ def test_agreement_sees_a_swapped_ranking():
     ag = gb.agreement(swapped, ref)
     assert ag == dict(max_abs=1.0, images=2, ranking=1, top1=1)
     fails = gb.agreement_failures(ag, gb.agreement(ref, ref), strict=True)
-    assert len(fails) == 2 and 'ranking differs for 1 of 2' in fails[1]
+    assert len(fails) == 2 and 'ranking differs for 1 of 2' in fails[1] and fails[0].startswith('fast:')
     assert gb.agreement_failures(ag, dict(max_abs=0.5), strict=False) == []  # within 4x the official shape's own error
     assert gb.caption_gap(ref) == 1.0 and gb.caption_gap(ref[:1]) == float('inf')
 
