@@ -103,14 +103,14 @@ def reference_score(unet, scheduler, # a UNet2DConditionModel and a diffusers sc
     for i, c in enumerate(text_embeddings):
         for j, z0 in enumerate(latents):
             for kk, t in enumerate(timesteps):
-                tt = torch.tensor([t])
+                tt = torch.tensor([t], device=z0.device)
                 zt = scheduler.add_noise(z0[None], noise[kk][None], tt)
                 eps, store = _eager_unet_scores(unet, zt.repeat(2, 1, 1, 1), tt.repeat(2), torch.cat([uncond, c[None]]))
                 mask = None if token_mask is None else token_mask[i]
                 pool = lambda half, m: sum(_naive_pool(store[n][half], pooling, m, k) for n in names) / len(names)
                 s = (pool(0, None) + pool(1, mask)) / 2 if uncond_attention else pool(1, mask)
                 if denoise: s = s + (noise[kk] - eps[0]).norm() - (noise[kk] - eps[1]).norm()
-                out[i, j] += s / len(timesteps)
+                out[i, j] += float(s) / len(timesteps)
     return out.float()
 
 
