@@ -86,13 +86,15 @@ def _missing_images(rec: Record) -> list[str]:
     "The image files a record refers to that do not exist."
     return [str(p) for im in rec.images if (p := image_path(im)) is not None and not _is_file(p)]
 
+def _one_line(text) -> str: return ' '.join(str(text).split())  # a row's id may hold a newline
+
 def _finish(records, name: str, skip_missing: bool) -> Records:
     "Check every record's image files: raise on the first missing one, or skip and count (`skip_missing`)."
     keys, missing, bad = [r.group if r.group is not None else f'#{i}' for i, r in enumerate(records)], [], set()
     for key, rec in zip(keys, records):
         if not (gone := _missing_images(rec)): continue
         if not skip_missing:
-            raise FileNotFoundError(f"{name}: image {gone[0]!r} of {rec.id} is missing "
+            raise FileNotFoundError(f"{name}: image {gone[0]!r} of {_one_line(rec.id)} is missing "
                                     "(pass skip_missing=True to skip such rows)")
         missing.append(gone[0]); bad.add(key)  # a whole group goes: a Winoground example needs all four records
     kept = [r for key, r in zip(keys, records) if key not in bad]
@@ -130,8 +132,8 @@ def read_csv(path, required: list[str], what: str) -> list[tuple[int, dict]]:
         rows = []
         for row in reader:
             if _EXTRA in row:
-                n = len(header) + len(row[_EXTRA])
-                raise ValueError(f"{what}: line {reader.line_num} of {path} has {n} cells; its header {len(header)}")
+                got, want = len(header) + len(row[_EXTRA]), len(header)
+                raise ValueError(f"{what}: line {reader.line_num} of {path} has {got} cells; the header has {want}")
             rows.append((reader.line_num, {k.strip(): (v or '').strip() for k, v in row.items()}))
         return rows
     except csv.Error as e:
@@ -180,7 +182,7 @@ def coco_image(root, image_id, prefix: str = 'COCO_train2014_') -> Path:
     return next((p for p in paths if _is_file(p)), paths[0])
 
 # %% ../nbs/06_data.ipynb #ec04897d
-PARTS = ('train', 'test') # a dataset's training part (shots come from it) and its evaluation part
+PARTS = TASK_SPLITS # ('train', 'test'): a dataset's training part (shots come from it) and its evaluation part
 OFFICIAL_FILES = {'comvg': {'train': 'comvg_train.csv', 'test': 'compositional_visual_genome.csv'},
                   'vqa': {'train': 'vqa_text_train.csv', 'test': 'vqa_text_test.csv'}} # the official code's names
 
@@ -201,11 +203,12 @@ COMVG_COLUMNS = ['id', 'sentence', 'pos_triplet', 'neg_triplet', 'pos_image_id',
 COMVG_TRAIN_COLUMNS = ['sentence', 'pos_image_id', 'neg_image_id'] # `comvg_train.csv` has no `neg_value`
 COMVG_SUBSETS = ('subject', 'object', 'verb')
 
-def _comvg_record(row: dict, line: int, root: Path, name: str) -> Record:
-    "One ComVG row as a text-to-image record."
-    sub = row.get('neg_value') or 'all'
-    if 'neg_value' in row and sub not in COMVG_SUBSETS:
-        raise ValueError(f"ComVG CSV {name} line {line}: neg_value {sub!r} is not one of {COMVG_SUBSETS}")
+def _comvg_record(row: dict, line: int, root: Path, name: str, split: str) -> Record:
+    "One ComVG row as a text-to-image record (a training row may leave `neg_value` out or empty)."
+    value = row.get('neg_value', '')
+    if (value or split == 'test') and value not in COMVG_SUBSETS:
+        raise ValueError(f"ComVG CSV {name} line {line}: neg_value {value!r} is not one of {COMVG_SUBSETS}")
+    sub = value or 'all'
     for col in ('sentence', 'pos_image_id', 'neg_image_id'):
         if not row[col]: raise ValueError(f"ComVG CSV {name} line {line}: empty {col}")
     images = [root/f"{row['pos_image_id']}.jpg", root/f"{row['neg_image_id']}.jpg"]
@@ -220,7 +223,7 @@ def comvg_records(csv_path, # the ComVG CSV, or the folder holding the official 
     path = part_file(csv_path, 'comvg', split, 'ComVG CSV')
     rows = read_csv(path, COMVG_COLUMNS if split == 'test' else COMVG_TRAIN_COLUMNS, 'ComVG CSV')
     root = need_file(image_root, 'ComVG image_root')
-    return _finish([_comvg_record(r, i, root, path.name) for i, r in rows], 'ComVG', skip_missing)
+    return _finish([_comvg_record(r, i, root, path.name, split) for i, r in rows], 'ComVG', skip_missing)
 
 # %% ../nbs/06_data.ipynb #b85b3e8e
 VQA_COLUMNS = ['sentence', 'pos_image_id'] + [f'neg_sentence_{i}' for i in range(1, 10)]
@@ -248,8 +251,9 @@ def vqa_records(csv_path, # the VQAv2-as-matching CSV, or the folder holding the
 def _load_refs(path: Path) -> list[dict]:
     "The refer toolkit's pickle (Python-2 pickles included), checked to be a list of references."
     with open(path, 'rb') as f:
-        try: refs = pickle.load(f)
-        except UnicodeDecodeError: f.seek(0); refs = pickle.load(f, encoding='latin1')
+        try:
+            try: refs = pickle.load(f)
+            except UnicodeDecodeError: f.seek(0); refs = pickle.load(f, encoding='latin1')
         except Exception as e:  # a damaged pickle can raise almost anything
             raise ValueError(f"RefCOCOg refs: {path} is not a readable pickle ({type(e).__name__})") from None
     if not isinstance(refs, list):
@@ -271,8 +275,9 @@ def _load_instances(path: Path) -> tuple[dict, dict]:
     if not isinstance(inst, dict):
         raise ValueError(f"RefCOCOg instances.json: {path} holds a JSON {type(inst).__name__}; expected an object")
     check_types(inst, f'RefCOCOg instances.json {path}', images=[dict], annotations=[dict])
-    files = {im.get('id'): im.get('file_name') for im in inst.get('images') or []}
-    return files, {a.get('id'): a.get('bbox') for a in inst.get('annotations') or []}
+    ids = lambda items: [(x['id'], x) for x in items or [] if _is(x.get('id'), int)]  # ids that can be keys
+    return ({i: im.get('file_name') for i, im in ids(inst.get('images'))},
+            {i: a.get('bbox') for i, a in ids(inst.get('annotations'))})
 
 def _refcocog_files(root, split_by: str):
     "The refs pickle and instances.json under `root`."
@@ -343,8 +348,12 @@ def winoground_group(row: dict, images: list) -> list[Record]:
             [Record(images[i], caps, i, 'text', tag, g, f'Winoground {g}, image_{i}') for i in (0, 1)])
 
 def _check_columns(row: dict, where: str):
+    "A one-line error naming `where` when a column is missing or empty (the tag may be empty)."
     if missing := [c for c in WINOGROUND_COLUMNS if c not in row]:
         raise ValueError(f"Winoground: {where} lacks column(s) {missing}; expected {WINOGROUND_COLUMNS}")
+    blank = lambda v: v is None or (isinstance(v, str) and not v.strip())
+    if empty := [c for c in WINOGROUND_COLUMNS if c != 'tag' and blank(row[c])]:
+        raise ValueError(f"Winoground: {where}: empty {empty}")
 
 def _winoground_file(folder: Path, name) -> Path:
     "The image file `name` (with or without extension) in `folder`."

@@ -5,7 +5,8 @@ import numpy as np, pytest
 from PIL import Image
 from discffusion.data import (Record, Records, Crop, open_image, comvg_records, vqa_records, refcocog_records, winoground_records,
                               matching_records, shapes_records, kshot_split, subsample, load_records, coco_image, COMVG_COLUMNS,
-                              VQA_COLUMNS, NEGATIVE_TYPES, DATASETS, SHAPES_TASKS, draw_shots, load_shots, export_task)
+                              VQA_COLUMNS, NEGATIVE_TYPES, DATASETS, SHAPES_TASKS, WINOGROUND_COLUMNS, draw_shots, load_shots,
+                              export_task)
 
 def img(path, color=(0, 0, 0), size=(16, 12)):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,17 @@ def test_comvg_bad_values_named(tmp_path, comvg):
     with pytest.raises(ValueError, match=r"line 2: neg_value 'predicate' is not one of"): comvg_records(path, comvg[1])
     path = write_csv(tmp_path/'c.csv', COMVG_COLUMNS, [[1, 'a man', 'x', 'y', '', 2, 'subject']])
     with pytest.raises(ValueError, match='line 2: empty pos_image_id'): comvg_records(path, comvg[1])
+
+def test_comvg_training_rows_and_odd_ids(tmp_path, comvg):
+    path = write_csv(tmp_path/'t.csv', ['sentence', 'pos_image_id', 'neg_image_id', 'neg_value'],
+                     [['a man', 2358258, 2357994, ''], ['a boy', 13, 11, 'verb']])
+    assert [r.subset for r in comvg_records(path, comvg[1], split='train')] == ['all', 'verb']
+    path = write_csv(tmp_path/'c.csv', COMVG_COLUMNS, [[1, 'a man', 'x', 'y', 2358258, 2357994, '']])
+    with pytest.raises(ValueError, match="c.csv line 2: neg_value '' is not one of"): comvg_records(path, comvg[1])
+    path = write_csv(tmp_path/'c.csv', COMVG_COLUMNS, [['1\n2', 'a man', 'x', 'y', 404, 2357994, 'subject']])
+    with pytest.raises(FileNotFoundError, match=r"404\.jpg' of ComVG id 1 2 \(c\.csv line 3\) is missing") as e:
+        comvg_records(path, comvg[1])
+    assert '\n' not in str(e.value)
 
 def test_comvg_missing_files(tmp_path, comvg):
     with pytest.raises(FileNotFoundError, match='ComVG CSV: no file or folder at .*nope.csv'): comvg_records(tmp_path/'nope.csv', comvg[1])
@@ -337,7 +349,8 @@ scalars = (st.none() | st.booleans() | st.integers(-3, 10**20) | st.floats(allow
 containers = lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
 values = st.recursive(scalars, containers, max_leaves=5)
 rows = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=4), values, max_size=7) | values
-cells = st.sampled_from(WORDS + [',', '"', '""', '"a,b"', '\r\n']) | st.text(max_size=5)
+cells = st.sampled_from(WORDS + [',', '"', '""', '"a,b"', '\r\n', '"x\ny"', 'subject', '7']) | st.text(max_size=5)
+winoground_rows = st.fixed_dictionaries({c: values | st.sampled_from(WORDS) for c in WINOGROUND_COLUMNS})
 
 def _folder():
     import tempfile
@@ -358,7 +371,7 @@ def _one_line_or_records(call, path: Path):
 from discffusion.data import image_path
 
 @settings(**FUZZ)
-@given(st.lists(rows, min_size=1, max_size=4), st.booleans())
+@given(st.lists(rows | winoground_rows, min_size=1, max_size=4), st.booleans())
 def test_fuzz_jsonl_readers(lines, garbage):
     d = _folder()
     text = ''.join(json.dumps(r, allow_nan=True) + '\n' for r in lines) + ('{"unclosed": \n' if garbage else '')
