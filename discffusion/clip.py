@@ -32,8 +32,8 @@ def shapes_clip(hidden: int = 32, # width of both towers
     tok = tokenizer or CLIPTokenizer.from_pretrained(embedded_model_path()/'tokenizer')
     tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
                  num_attention_heads=max(1, hidden // 16))
-    text = tower | dict(vocab_size=len(tok), max_position_embeddings=tok.model_max_length, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    text = tower | dict(vocab_size=len(tok), max_position_embeddings=tok.model_max_length,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     cfg = CLIPConfig(text_config=text, vision_config=tower | dict(image_size=image_size, patch_size=patch),
                      projection_dim=projection)
     size = dict(shortest_edge=image_size), dict(height=image_size, width=image_size)
@@ -69,7 +69,8 @@ def pretrain_clip(scorer: CLIPScorer, images, # PIL images (or paths) to train o
                   out: str | Path | None = None, every: int = 0, settings: dict | None = None, # checkpoints (`Learner`)
                   progress: bool = True) -> list[float]:
     "Train all of `scorer`'s CLIP in place with the CLIP objective on (image, caption) pairs; return each step's loss."
-    if len(images) != len(captions): raise ValueError(f"captions: expected one per image ({len(images)}), got {len(captions)}")
+    if len(images) != len(captions):
+        raise ValueError(f"captions: expected one per image ({len(images)}), got {len(captions)}")
     if not 2 <= batch_size <= len(images):
         raise ValueError(f"batch_size: expected 2..{len(images)} (the number of images), got {batch_size}")
     pixels, model = scorer.image_pixels(images), scorer.model.requires_grad_(True)

@@ -34,7 +34,8 @@ def _train_merges(words: list[str]) -> list[tuple[str, str]]:
     "BPE merges, learnt with the `tokenizers` library, that turn each of `words` into one token."
     from tokenizers import Tokenizer, models, trainers, pre_tokenizers
     tok = Tokenizer(models.BPE(end_of_word_suffix='</w>'))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     trainer = trainers.BpeTrainer(vocab_size=10_000, min_frequency=1, show_progress=False, end_of_word_suffix='</w>',
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train_from_iterator([' '.join(words)], trainer)
@@ -54,7 +55,8 @@ def make_tokenizer(folder: str | Path, # where to save vocab.json, merges.txt an
     merges = _train_merges(shapes_vocabulary())
     vocab = chars + [c + '</w>' for c in chars] + [a + b for a, b in merges] + [BOS, EOS]
     (folder/'vocab.json').write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
-    (folder/'merges.txt').write_text('#version: 0.2\n' + '\n'.join(f'{a} {b}' for a, b in merges) + '\n', encoding='utf-8')
+    merges_txt = '#version: 0.2\n' + '\n'.join(f'{a} {b}' for a, b in merges) + '\n'
+    (folder/'merges.txt').write_text(merges_txt, encoding='utf-8')
     tok = CLIPTokenizer(vocab=str(folder/'vocab.json'), merges=str(folder/'merges.txt'), model_max_length=max_length)
     tok.save_pretrained(folder)
     return CLIPTokenizer.from_pretrained(folder)
@@ -64,17 +66,20 @@ def text_encoder_config(tokenizer, hidden: int = 128, layers: int = 3, heads: in
     "Config of the tiny `CLIPTextModel`."
     return dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
                 num_attention_heads=heads, max_position_embeddings=tokenizer.model_max_length, projection_dim=hidden,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
 
 def vae_config(size: int = 32) -> dict:
     "Config of the tiny `AutoencoderKL`: 3 levels, so 4× smaller latents with 4 channels."
-    return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1, norm_num_groups=8,
-                block_out_channels=(16, 32, 64), down_block_types=('DownEncoderBlock2D',) * 3, up_block_types=('UpDecoderBlock2D',) * 3)
+    return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
+                norm_num_groups=8, block_out_channels=(16, 32, 64), down_block_types=('DownEncoderBlock2D',) * 3,
+                up_block_types=('UpDecoderBlock2D',) * 3)
 
 def unet_config(size: int = 8, cross_dim: int = 128) -> dict:
-    "Config of the tiny `UNet2DConditionModel`: two levels (8×8, 4×4), cross-attention down, in the 4×4 mid block and up at 4×4."
+    "The tiny `UNet2DConditionModel`: levels 8×8 and 4×4; cross-attention down, in the 4×4 mid block, up at 4×4."
     return dict(sample_size=size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(64, 96),
-                down_block_types=('CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'), up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
+                down_block_types=('CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'),
+                up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
                 cross_attention_dim=cross_dim, attention_head_dim=4, norm_num_groups=16)
 
 def sd_scheduler_config() -> dict:
@@ -89,7 +94,7 @@ def shifted_betas(shift: float, # factor on the SNR of SD's schedule
     "Betas of SD's schedule with its SNR multiplied by `shift` up to t = `until`."
     from diffusers import DDIMScheduler
     t = torch.arange(1000)
-    sd_snr = compute_snr(DDIMScheduler(**sd_scheduler_config()), t).double()  # SNR ᾱ_t / (1 − ᾱ_t), diffusers' float32
+    sd_snr = compute_snr(DDIMScheduler(**sd_scheduler_config()), t).double()  # ᾱ_t / (1 − ᾱ_t), in diffusers' float32
     alpha_bar = torch.sigmoid(sd_snr.log() + math.log(shift) * ((999 - t.double()) / (999 - until)).clamp(0, 1))
     return (1 - alpha_bar / torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])).tolist()
 
@@ -106,7 +111,8 @@ def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3,
     from transformers import CLIPTextConfig, CLIPTextModel
     torch.manual_seed(seed)
     vae = AutoencoderKL(**vae_config(size))
-    if text_encoder is None: text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
+    if text_encoder is None:
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
     else: torch.manual_seed(seed + 7)  # a given encoder: the UNet gets a draw of its own
     unet = UNet2DConditionModel(**unet_config(size // 4, text_encoder.config.hidden_size))
     return vae, text_encoder, unet, DDIMScheduler(**scheduler_config())
@@ -123,7 +129,8 @@ def training_data(n: int, # number of images
                   partial_captions: float = 0.0, # share of two-object images captioned by one of their objects only
                  ) -> tuple[torch.Tensor, list[str]]:
     "`n` images (uint8, N×3×H×W) of the *train* split and their captions."
-    if not 0 <= partial_captions <= 1: raise ValueError(f"partial_captions: expected a share in [0, 1], got {partial_captions!r}")
+    if not 0 <= partial_captions <= 1:
+        raise ValueError(f"partial_captions: expected a share in [0, 1], got {partial_captions!r}")
     exs = make_split('train', n, seed=seed, size=size, two_objects=two_objects)
     images = torch.from_numpy(np.stack([np.asarray(e.image) for e in exs])).permute(0, 3, 1, 2).contiguous()
     return images, _partial_captions(exs, partial_captions, seed)
@@ -138,7 +145,8 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 def caption_ids(tokenizer, texts: list[str]) -> torch.Tensor:
     "Token ids padded (with `<|endoftext|>`) and truncated to `model_max_length`, as the SD pipeline does."
-    return tokenizer(texts, padding='max_length', max_length=tokenizer.model_max_length, truncation=True, return_tensors='pt').input_ids
+    return tokenizer(texts, padding='max_length', max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors='pt').input_ids
 
 # %% ../nbs/10_toy_model.ipynb #39244902
 def vae_loss(vae, images: torch.Tensor, batch_size: int, kl_weight: float = 1e-6):
@@ -154,7 +162,8 @@ def vae_loss(vae, images: torch.Tensor, batch_size: int, kl_weight: float = 1e-6
 def encode_latents(vae, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     "Posterior means of `images`, unscaled."
     vae.eval()
-    return torch.cat([vae.encode(to_unit(images[i:i + batch_size])).latent_dist.mean for i in range(0, len(images), batch_size)])
+    return torch.cat([vae.encode(to_unit(images[i:i + batch_size])).latent_dist.mean
+                      for i in range(0, len(images), batch_size)])
 
 # %% ../nbs/10_toy_model.ipynb #829cbd8c
 def diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty_ids, batch_size: int, p_uncond: float = 0.1):
@@ -171,10 +180,12 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty_ids, batch
     return loss
 
 # %% ../nbs/10_toy_model.ipynb #5ed24c8c
-SHAPES_CLIP = dict(hidden=64, layers=3, patch=4, projection=64) # sizes of the shapes-world CLIP (`clip.shapes_clip`) whose text tower the CLIP recipes use
+# sizes of the shapes-world CLIP (`clip.shapes_clip`) whose text tower the CLIP recipes use
+SHAPES_CLIP = dict(hidden=64, layers=3, patch=4, projection=64)
 
 def pretrained_clip(tokenizer, images: torch.Tensor, captions: list[str], # the training pairs (uint8 images)
-                    steps: int, seed: int, out: Path, settings: dict, # CLIP steps; checkpoint folder and the run's settings
+                    steps: int, seed: int, # CLIP steps, and the seed of its weights and batches
+                    out: Path, settings: dict, # checkpoint folder, and the run's settings
                     batch_size: int = 128, every: int = 0):
     "A shapes-world CLIP (`SHAPES_CLIP`) trained with CLIP's objective on the pairs, resuming from `out`."
     clip = shapes_clip(**SHAPES_CLIP, seed=seed, tokenizer=tokenizer)
@@ -193,31 +204,39 @@ def text_tower(clip) -> torch.nn.Module:
 def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler) -> Path:
     "Save a `StableDiffusionPipeline` folder (no safety checker) with safetensors weights."
     from diffusers import StableDiffusionPipeline
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out, safe_serialization=True)
     return Path(out)
 
 # %% ../nbs/10_toy_model.ipynb #b8e16d32
-TEXT_ENCODERS = ('joint', 'clip', 'clip-tuned') # trained with the UNet; pretrained with CLIP's objective (`pretrained_text_encoder`) and frozen; or pretrained, then trained with the UNet
-FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=2000)
-QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=3)
+# the text encoder: trained with the UNet; pretrained with CLIP's objective (`pretrained_clip`) and frozen;
+# or pretrained, then trained with the UNet
+TEXT_ENCODERS = ('joint', 'clip', 'clip-tuned')
+FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64,
+            warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=2000)
+QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1,
+             every=2, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=3)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
               quick: bool = False, # a few steps on a few images: a smoke test of the code path
-              resume: bool = True, # continue from `out/checkpoints`, or return `out` at once if it holds a finished model
+              resume: bool = True, # continue from `out/checkpoints`, or return at once if `out` holds a finished model
               keep_checkpoints: bool = False, # keep `out/checkpoints` after the model is saved
-              threads: int | None = 1, # torch CPU threads while training (1 does not stall when the cores are shared); None: leave as is
+              threads: int | None = 1, # torch CPU threads (1 does not stall when cores are shared); None: as they are
               **overrides, # any key of `FULL`, e.g. `unet_steps=2000`
              ) -> Path:
     "Train the tiny shapes-world Stable Diffusion pipeline and save it to `out`."
     settings = {**(QUICK if quick else FULL), 'seed': int(seed)}
-    if unknown := set(overrides) - set(FULL): raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
+    if unknown := set(overrides) - set(FULL):
+        raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
     settings.update(overrides)
-    if settings['text_encoder'] not in TEXT_ENCODERS: raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
+    if settings['text_encoder'] not in TEXT_ENCODERS:
+        raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
     if settings['text_encoder'] != 'joint' and settings['text_layers'] != SHAPES_CLIP['layers']:
-        raise ValueError(f"text_layers: the {settings['text_encoder']!r} recipe uses the shapes CLIP's text tower, which has {SHAPES_CLIP['layers']} layers; "
+        raise ValueError(f"text_layers: the {settings['text_encoder']!r} recipe uses the shapes CLIP's text tower, "
+                         f"which has {SHAPES_CLIP['layers']} layers; "
                          f"got {settings['text_layers']} (choose the depth with text_encoder='joint')")
     out = Path(out)
     if resume and (out/'model_index.json').exists() and not (out/'checkpoints').exists(): return out
@@ -235,8 +254,10 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     t0 = time.time()
     tokenizer = make_tokenizer(ck/'tokenizer')
     images, captions = training_data(s['n_images'], seed, partial_captions=s['partial_captions'])
-    clip = None if s['text_encoder'] == 'joint' else pretrained_clip(tokenizer, images, captions, s['clip_steps'], seed, ck/'clip', s, every=s['every'])
-    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=s['text_layers'], text_encoder=clip and text_tower(clip))
+    clip = None if s['text_encoder'] == 'joint' else pretrained_clip(tokenizer, images, captions, s['clip_steps'], seed,
+                                                                     ck/'clip', s, every=s['every'])
+    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=s['text_layers'],
+                                                      text_encoder=clip and text_tower(clip))
     stage = dict(max_grad_norm=1.0, settings=settings, every=s['every'])
     Learner({'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], lr=s['vae_lr'], seed=seed,
             schedule=cosine_schedule(s['warmup'] // 4, 0.1), out=ck/'vae', desc='vae', **stage).fit()
@@ -245,13 +266,15 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     latents = latents * vae.config.scaling_factor
     ids, empty = caption_ids(tokenizer, captions), caption_ids(tokenizer, [''])[0]
     loss = diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty, s['batch_size'])
-    trained = {'unet': unet} if s['text_encoder'] == 'clip' else {'unet': unet, 'text_encoder': text_encoder.requires_grad_(True)}
+    trained = {'unet': unet}
+    if s['text_encoder'] != 'clip': trained['text_encoder'] = text_encoder.requires_grad_(True)
     Learner(trained, loss, s['unet_steps'], lr=s['unet_lr'], seed=seed + 1, schedule=cosine_schedule(s['warmup'], 0.1),
             ema_decay=0.999, out=ck/'unet', desc='unet', **stage).fit()  # ends with the EMA weights
     for m in (vae, unet, text_encoder): m.eval()
     save_pipeline(out, vae, text_encoder, make_tokenizer(out/'tokenizer'), unet, scheduler)
     if clip is not None: save_shapes_clip(clip, out/'clip')
-    (out/'training.json').write_text(json.dumps({**settings, 'seconds': round(time.time() - t0, 1), 'torch': torch.__version__}, indent=1))
+    record = {**settings, 'seconds': round(time.time() - t0, 1), 'torch': torch.__version__}
+    (out/'training.json').write_text(json.dumps(record, indent=1))
     if not keep_checkpoints: shutil.rmtree(ck)
     return out
 
@@ -277,7 +300,8 @@ def find_objects(image, min_share: float = 0.02) -> list[dict]:
     for c, m in color_masks(image).items():
         if m.mean() < min_share: continue
         ys, xs = np.nonzero(m)
-        out.append(dict(color=c, x=(xs.mean() + .5) / m.shape[1], y=(ys.mean() + .5) / m.shape[0], shape=_shape_of(m), share=float(m.mean())))
+        out.append(dict(color=c, x=(xs.mean() + .5) / m.shape[1], y=(ys.mean() + .5) / m.shape[0], shape=_shape_of(m),
+                        share=float(m.mean())))
     return out
 
 # %% ../nbs/10_toy_model.ipynb #cb844a82
