@@ -22,7 +22,8 @@ def test_cell_0():
         idx = torch.randint(64, (8,), generator=gen)
         return torch.nn.functional.mse_loss(model(X[idx]).squeeze(1), Y[idx])
     h = Learner(model, loss, 400, lr=0.1, schedule=cosine_schedule(20, 0.1), ema_decay=0.99, progress=False).fit()
-    test_close(model.weight.detach(), torch.tensor([[1., -2., 3.]]), eps=0.02); test_close(model.bias.item(), 0.5, eps=0.02)
+    test_close(model.weight.detach(), torch.tensor([[1., -2., 3.]]), eps=0.02)
+    test_close(model.bias.item(), 0.5, eps=0.02)
     test_close(h['lr'][20], 0.1); test_close(h['lr'][-1], 0.01, eps=1e-3); assert not model.training
 
 

@@ -44,8 +44,8 @@ def test_cell_1():
     clip = shapes_clip(hidden=16, layers=1, patch=16, projection=8)
     recs = shapes_records('train', 8, types=['color_change'])
     with torch.no_grad(): clip.model.logit_scale.fill_(math.log(90))
-    pretrain_clip(clip, [r.query for r in recs], [r.candidates[0] for r in recs], steps=5, batch_size=8, lr=0.5, warmup=1,
-                  progress=False)
+    imgs, caps = [r.query for r in recs], [r.candidates[0] for r in recs]
+    pretrain_clip(clip, imgs, caps, steps=5, batch_size=8, lr=0.5, warmup=1, progress=False)
     assert clip.model.logit_scale.item() <= math.log(100) + 1e-6
 
 
@@ -57,7 +57,7 @@ def test_cell_2():
     tiny = lambda: shapes_clip(hidden=16, layers=1, patch=16, projection=8)
     recs = shapes_records('train', 4, types=['color_change', 'shape_change'])
     a, b = tiny(), tiny()
-    la, lb = finetune_clip(a, recs, epochs=3, lr=1e-2, progress=False), finetune_clip(b, recs, epochs=3, lr=1e-2, progress=False)
+    la, lb = (finetune_clip(m, recs, epochs=3, lr=1e-2, progress=False) for m in (a, b))
     test_eq(la, lb); assert la[-1] < la[0]
     torch.testing.assert_close(a.model.text_model.embeddings.token_embedding.weight,
                                tiny().model.text_model.embeddings.token_embedding.weight)

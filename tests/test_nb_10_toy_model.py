@@ -24,7 +24,7 @@ from discffusion.hooks import select_layers
 
 
 def test_cell_0():
-    # a CLIP tokenizer for the shapes vocabulary: grammar words are single tokens; unknown words are spelled out, never <unk>
+    # a CLIP tokenizer for the shapes vocabulary: grammar words are one token; unknown words spelled out, never <unk>
     import tempfile
     from transformers import CLIPTokenizer
     with tempfile.TemporaryDirectory() as d:
@@ -49,11 +49,13 @@ def test_cell_1():
         assert index['requires_safety_checker'] is False and index['safety_checker'] == [None, None]
         assert not (a/'checkpoints').exists() and json.loads((a/'training.json').read_text())['seed'] == 1
         pipe = StableDiffusionPipeline.from_pretrained(a)
-        assert pipe.safety_checker is None and pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+        assert pipe.safety_checker is None
+        assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
         assert pipe.scheduler.config.num_train_timesteps == 1000 and pipe.scheduler.config.prediction_type == 'epsilon'
-        out = pipe('a red circle left of a blue square', num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type='np').images
+        gen = torch.Generator().manual_seed(0)
+        out = pipe('a red circle left of a blue square', num_inference_steps=2, generator=gen, output_type='np').images
         assert out.shape == (1, 32, 32, 3)
-        wa, wb = load_file(a/'unet'/'diffusion_pytorch_model.safetensors'), load_file(b/'unet'/'diffusion_pytorch_model.safetensors')
+        wa, wb = (load_file(f/'unet'/'diffusion_pytorch_model.safetensors') for f in (a, b))
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
         assert train_toy(a, quick=True) == a  # a finished folder is returned at once
         from discffusion.clip import shipped_shapes_clip

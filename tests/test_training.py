@@ -14,7 +14,8 @@ def loss(gen, i):
 learn = Learner(model, loss, 5, lr=0.05, accumulate=int(sys.argv[2]), progress=False)
 learn.fit()
 acc = learn.accelerator
-out = dict(process=acc.process_index, processes=acc.num_processes, weight=model.weight.tolist(), bias=model.bias.tolist())
+out = dict(process=acc.process_index, processes=acc.num_processes, weight=model.weight.tolist(),
+           bias=model.bias.tolist())
 Path(f'{sys.argv[1]}{acc.process_index}').write_text(json.dumps(out))
 '''
 
@@ -22,9 +23,11 @@ def test_two_processes_equal_one_accumulating(tmp_path):
     "torchrun with 2 CPU (gloo) processes, one micro-batch each per step = 1 process accumulating 2 micro-batches."
     (tmp_path/'run.py').write_text(SCRIPT)
     env = os.environ | {'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(Path(__file__).resolve().parents[1])}
-    subprocess.run([sys.executable, str(tmp_path/'run.py'), str(tmp_path/'single'), '2'], check=True, env=env, timeout=300)
-    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                    str(tmp_path/'run.py'), str(tmp_path/'multi'), '1'], check=True, env=env, timeout=300, capture_output=True)
+    run = [sys.executable, str(tmp_path/'run.py')]
+    subprocess.run(run + [str(tmp_path/'single'), '2'], check=True, env=env, timeout=300)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']
+    subprocess.run(torchrun + run[1:] + [str(tmp_path/'multi'), '1'], check=True, env=env, timeout=300,
+                   capture_output=True)
     single = json.loads((tmp_path/'single0').read_text())
     multi = [json.loads((tmp_path/f'multi{i}').read_text()) for i in range(2)]
     assert (single['processes'], [m['process'] for m in multi], multi[0]['processes']) == (1, [0, 1], 2)
