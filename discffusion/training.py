@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 from .core import default_device
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'cosine_schedule', 'constant_schedule', 'progress_bar', 'GeneratorState', 'TrainState', 'checkpoints',
-           'save_checkpoint', 'load_checkpoint', 'Learner']
+__all__ = ['PRECISIONS', 'cosine_schedule', 'constant_schedule', 'progress_bar', 'GeneratorState', 'TrainState', 'TrainedWeights',
+           'checkpoints', 'save_checkpoint', 'load_checkpoint', 'Learner']
 
 # %% ../nbs/08_training.ipynb #4f1cd4b8
 def cosine_schedule(warmup: int = 0, # linear warm-up steps, from a learning rate of 0
@@ -52,6 +52,21 @@ class TrainState:
     def state_dict(self) -> dict: return {'step': self.step, 'history': self.history, 'best': self.best}
     def load_state_dict(self, state: dict):
         self.step, self.history, self.best = state['step'], state['history'], state['best']
+
+class TrainedWeights:
+    "The trained parameters and the buffers of `modules` ({name: module}), by name, as one checkpointable object."
+    def __init__(self, modules: dict): self.modules = modules
+    def tensors(self) -> dict[str, torch.Tensor]:
+        "The trained parameters (`requires_grad`) and every buffer, by `module.name`."
+        return {f'{k}.{n}': t for k, m in self.modules.items()
+                for n, t in [*((n, p) for n, p in m.named_parameters() if p.requires_grad), *m.named_buffers()]}
+    def state_dict(self) -> dict: return {n: t.detach() for n, t in self.tensors().items()}
+    def load_state_dict(self, state: dict):
+        tensors = self.tensors()
+        if set(state) != set(tensors):
+            raise ValueError(f"checkpoint: other tensors than the model's: {sorted(set(state) ^ set(tensors))[:3]}")
+        with torch.no_grad():
+            for n, t in tensors.items(): t.copy_(state[n])
 
 # %% ../nbs/08_training.ipynb #9d4ea1d6
 def checkpoints(root: str | Path) -> list[Path]:
@@ -147,12 +162,13 @@ def setup(self: Learner):
     self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.mixed_precision == 'fp16')
     self.ema = None if self.ema_decay is None else EMAModel(self.params, decay=self.ema_decay)
     self.state = TrainState()
-    objects = [*self.modules.values(), self.opt, self.scheduler, self.scaler, GeneratorState(self.gen), self.state]
+    objects = [TrainedWeights(self.modules), self.opt, self.scheduler, self.scaler, GeneratorState(self.gen), self.state]
     self.accelerator.register_for_checkpointing(*objects, *([self.ema] if self.ema is not None else []))
 
 @patch
 def autocast(self: Learner):
     "Autocast to the learner's precision on its device (a no-op for 'no')."
+    # torch.autocast takes the dtype per call; accelerate's autocast() reads one precision per process (AcceleratorState)
     dtype = PRECISIONS[self.mixed_precision]
     return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
