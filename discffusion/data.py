@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from .shapes import make_split, caption, render, comvg_task, refcocog_task, vqa_task, TASK_SPLITS
+from .scoring import load_rgb
 
 # %% auto #0
 __all__ = ['KINDS', 'COCO_PREFIXES', 'PARTS', 'OFFICIAL_FILES', 'COMVG_COLUMNS', 'COMVG_TRAIN_COLUMNS', 'COMVG_SUBSETS',
@@ -54,11 +55,9 @@ class Record:
 
 # %% ../nbs/06_data.ipynb #d8177267
 def open_image(image) -> Image.Image:
-    "An RGB PIL image from a path, a `Crop`, or a PIL image."
-    if isinstance(image, Image.Image): return image if image.mode == 'RGB' else image.convert('RGB')
-    path = Path(image.path if isinstance(image, Crop) else image)
-    if not path.is_file(): raise FileNotFoundError(f"image: no file at {path}")
-    with Image.open(path) as im: im = im.convert('RGB')
+    "An RGB PIL image from a path, a `Crop`, or a PIL image (deep images rescaled by `scoring.load_rgb`)."
+    if isinstance(image, Image.Image): return load_rgb(image)
+    im = load_rgb(Path(image.path if isinstance(image, Crop) else image))
     if isinstance(image, Crop):
         x, y, w, h = image.box
         im = im.crop((round(x), round(y), round(x + max(w, 1)), round(y + max(h, 1))))
