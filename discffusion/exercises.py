@@ -110,7 +110,8 @@ def _lse_hint(got: torch.Tensor, want: torch.Tensor) -> str:
     "What the usual mistake behind a wrong LogSumExp is."
     if got.isnan().any(): return ('NaN: where every token is masked the row maximum is −inf and x − max is NaN; '
                                   'handle that row (its LogSumExp is −inf)')
-    if (got.isinf() & want.isfinite()).any(): return 'inf: exp overflowed or underflowed; subtract each row\'s maximum first'
+    if (got.isinf() & want.isfinite()).any():
+        return 'inf: exp overflowed or underflowed; subtract each row\'s maximum first'
     return 'masked tokens must not count: give them −inf (or leave them out) before the sum'
 
 # %% ../nbs/exercises/00_checks.ipynb #7252942e
@@ -146,7 +147,7 @@ def _check_gradient(fn, report: CheckReport):
     report.add(torch.allclose(x.grad, want, atol=1e-5),
                'gradient: the gradient of the LogSumExp is the softmax over the kept tokens (0 on masked ones)')
 
-def check_lse_pool(lse_pool, # the student's function: (logits [B, heads, N, S], token_mask [B, S] | None) -> [B, heads, N]
+def check_lse_pool(lse_pool, # the student's (logits [B, heads, N, S], token_mask [B, S] | None) -> [B, heads, N]
                    verbose: bool = True) -> CheckReport:
     "Check a hand-written LogSumExp pooling against `pool_tokens` on the cases of `lse_cases`."
     with checking('LogSumExp pooling', verbose) as report:
@@ -156,7 +157,7 @@ def check_lse_pool(lse_pool, # the student's function: (logits [B, heads, N, S],
         _check_gradient(lse_pool, report)
         try: used = _uses(lse_pool, {'logsumexp', 'pool_tokens', 'TokenPooling'})
         except (OSError, TypeError): used = None   # no source to read (e.g. defined in a console)
-        if used is not None: report.add(not used, f"written by hand (uses {sorted(used)})" if used else 'written by hand')
+        if used is not None: report.add(not used, 'written by hand' + (f" (uses {sorted(used)})" if used else ''))
     return report
 
 # %% ../nbs/exercises/00_checks.ipynb #8731b2d0
@@ -199,7 +200,8 @@ def binding_layers(image_accuracy: dict, blank_accuracy: dict) -> list[str]:
 def _accuracies(fn, scorer, examples, blank, names) -> dict:
     "The student's accuracies, checked to be one number in [0, 1] per layer."
     acc = call_student(fn, scorer, examples, blank=blank)
-    expect(isinstance(acc, dict), f"`{fn.__name__}` returned {type(acc).__name__}; expected a dict {{layer name: accuracy}}")
+    expect(isinstance(acc, dict),
+           f"`{fn.__name__}` returned {type(acc).__name__}; expected a dict {{layer name: accuracy}}")
     expect(sorted(acc) == sorted(names), f"`{fn.__name__}` returned accuracies for {sorted(acc)}; expected one for "
                                          f"each cross-attention layer, {names}")
     expect(all(isinstance(v, (int, float, np.floating)) and 0 <= v <= 1 for v in acc.values()),
@@ -219,11 +221,11 @@ def check_binding_layer(layer_accuracies, # the student's (scorer, examples, bla
                         scorer: DSDScorer, # built with preset='attention' (the attention term only)
                         examples: list, # test-split `shapes.Example`s
                         verbose: bool = True) -> CheckReport:
-    "Check per-layer accuracies on attribute swaps, their blank-image control and the binding layer, by recomputing them."
+    "Check per-layer accuracies on attribute swaps, their blank-image control and the binding layer by recomputing."
     names, blank = select_layers(scorer.unet, 'all'), blank_image(scorer.resolution)
     with checking('the layer that binds colour to shape', verbose) as report:
-        expect(not scorer.denoise and not scorer.uncond_attention, "scorer: build it with preset='attention' "
-               f"(the attention term alone); it has denoise={scorer.denoise}, uncond_attention={scorer.uncond_attention}")
+        expect(not scorer.denoise and not scorer.uncond_attention, "scorer: build it with preset='attention' (the "
+               f"attention term alone); it has denoise={scorer.denoise}, uncond_attention={scorer.uncond_attention}")
         image, control = (_accuracies(layer_accuracies, scorer, examples, b, names) for b in (None, blank))
         ref_image, ref_control = (reference_layer_accuracies(scorer, examples, b) for b in (None, blank))
         _match(report, 'accuracy on the images', image, ref_image, len(examples))
@@ -273,7 +275,8 @@ def _failure(find_failure, scorer, examples, report) -> tuple[int, str]:
     found = call_student(find_failure, scorer, examples)
     expect(isinstance(found, tuple) and len(found) == 2, f"`find_failure` returned {found!r}; expected (index, kind)")
     i, kind = found
-    expect(isinstance(i, (int, np.integer)) and 0 <= i < len(examples), f"index {i!r}: expected an int in [0, {len(examples)})")
+    expect(isinstance(i, (int, np.integer)) and 0 <= i < len(examples),
+           f"index {i!r}: expected an int in [0, {len(examples)})")
     expect(kind in HARD_NEGATIVES and kind in examples[i].negatives, f"kind {kind!r}: expected one of {HARD_NEGATIVES}")
     e = examples[i]
     s = scorer.score([e.image], [e.caption, caption(e.negatives[kind])])[:, 0]
@@ -292,7 +295,8 @@ def _figure(draw_word_maps, scorer, example, kind, i, report):
     fig = call_student(draw_word_maps, scorer, example, kind)
     expect(isinstance(fig, Figure), f"`draw_word_maps` returned {type(fig).__name__}; expected the matplotlib Figure "
                                     "that plot_word_maps returns")
-    want, got = _mosaic(plot_word_maps(scorer, example.image, [example.caption, caption(example.negatives[kind])])), _mosaic(fig)
+    texts = [example.caption, caption(example.negatives[kind])]
+    want, got = _mosaic(plot_word_maps(scorer, example.image, texts)), _mosaic(fig)
     same = got is not None and got.shape == want.shape and np.allclose(got, want, atol=1e-6)
     report.add(same, f"the figure shows the word maps of example {i}'s caption and its {kind}" + ('' if same else
                ": expected plot_word_maps(scorer, example.image, [caption, negative]) with the scorer's own settings"))
@@ -312,18 +316,19 @@ def _explanation(explain, scorer, example, kind, report):
     report.add(ans['word'] == ref['word'], f"the word {ans['word']!r}" + ('' if ans['word'] == ref['word'] else
                f": at position {ref['position']} the caption has {ref['word']!r}"))
     grow, top = ref['moves'].get(ans['moves_to']), max(ref['moves'].values())
-    report.add(grow is not None and grow >= top - 0.002, f"its attention goes to {ans['moves_to']!r}" +
-               ('' if grow is not None and grow >= top - 0.002 else f": expected one of {REGIONS} whose share grows most "
-                f"(shares change by {', '.join(f'{k} {v:+.3f}' for k, v in ref['moves'].items())})"))
+    ok = grow is not None and grow >= top - 0.002
+    report.add(ok, f"its attention goes to {ans['moves_to']!r}" + ('' if ok else
+               f": expected the one of {REGIONS} whose share grows most "
+               f"(shares change by {', '.join(f'{k} {v:+.3f}' for k, v in ref['moves'].items())})"))
     return ans
 
 # %% ../nbs/exercises/00_checks.ipynb #c7f0c876
 def check_failure_case(find_failure, # the student's (scorer, examples) -> (index, kind)
                        draw_word_maps, # the student's (scorer, example, kind) -> matplotlib Figure
-                       explain, # the student's (scorer, example, kind) -> {'position', 'word', 'moves_to'}; None: not yet
+                       explain, # the student's (scorer, example, kind) -> {'position', 'word', 'moves_to'}, or None
                        scorer: DSDScorer, examples: list, # the scorer and the test examples of the assignment
                        verbose: bool = True) -> CheckReport:
-    "Check that the example is a failure, the heat maps are its own, and (given `explain`) the answer matches a measurement."
+    "Check the example is a failure, the heat maps are its own, and (given `explain`) the answer matches a measurement."
     with checking('a failure' + (', explained with heat maps' if explain else ' and its heat maps'), verbose) as report:
         i, kind = _failure(find_failure, scorer, examples, report)
         fig = _figure(draw_word_maps, scorer, examples[i], kind, i, report)
@@ -347,23 +352,27 @@ def adapted_hits(adapter: str | Path, test: list) -> tuple[np.ndarray, np.ndarra
     "Task hits of the zero-shot scorer and of the adapted one (the scorer `adapter.json` records), and that record."
     info = read_adapter_info(adapter)
     scored = info.get('scorer') or {}
-    make = lambda: shapes_scorer(None, scored.get('timesteps', 2), scored.get('preset', 'official'), seed=scored.get('seed', 0))
+    make = lambda: shapes_scorer(None, scored.get('timesteps', 2), scored.get('preset', 'official'),
+                                 seed=scored.get('seed', 0))
     return task_hits(make(), test), task_hits(load_adapter(make(), adapter), test), info
 
 # %% ../nbs/exercises/00_checks.ipynb #ca07b408
 def _reported(res, key: str) -> dict:
     "The student's summary `res[key]`, checked to hold accuracy, ci_low and ci_high in order."
     s = res.get(key)
-    expect(isinstance(s, dict) and set(SUMMARY_KEYS) <= set(s), f"result[{key!r}] = {s!r}: expected a dict with {SUMMARY_KEYS}")
-    expect(s['ci_low'] <= s['accuracy'] <= s['ci_high'], f"result[{key!r}]: the interval [{s['ci_low']}, {s['ci_high']}] "
-                                                         f"does not contain the accuracy {s['accuracy']}")
+    expect(isinstance(s, dict) and set(SUMMARY_KEYS) <= set(s),
+           f"result[{key!r}] = {s!r}: expected a dict with {SUMMARY_KEYS}")
+    expect(s['ci_low'] <= s['accuracy'] <= s['ci_high'],
+           f"result[{key!r}]: the interval [{s['ci_low']}, {s['ci_high']}] does not contain the accuracy "
+           f"{s['accuracy']}")
     return s
 
 def _compare_summary(report, what: str, got: dict, want: dict):
     "One item: the accuracy exactly, the interval within 0.025."
-    ok = abs(got['accuracy'] - want['accuracy']) < 1e-9 and all(abs(got[k] - want[k]) <= 0.025 for k in ('ci_low', 'ci_high'))
-    report.add(ok, f"{what}: {got['accuracy']:.3f} [{got['ci_low']:.3f}, {got['ci_high']:.3f}]" + ('' if ok else
-               f"; expected {want['accuracy']:.3f} [{want['ci_low']:.3f}, {want['ci_high']:.3f}] (recomputed, n = {want['n']})"))
+    ok = abs(got['accuracy'] - want['accuracy']) < 1e-9
+    ok = ok and all(abs(got[k] - want[k]) <= 0.025 for k in ('ci_low', 'ci_high'))
+    show = lambda s: f"{s['accuracy']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+    report.add(ok, f"{what}: {show(got)}" + ('' if ok else f"; expected {show(want)} (recomputed, n = {want['n']})"))
 
 # %% ../nbs/exercises/00_checks.ipynb #7c1f7066
 def check_few_shot(few_shot, # the student's (out, test) -> {'adapter', 'shots', 'before', 'after', 'change'}
@@ -374,13 +383,18 @@ def check_few_shot(few_shot, # the student's (out, test) -> {'adapter', 'shots',
     with checking('few-shot adaptation', verbose) as report:
         res = call_student(few_shot, out, test)
         expect(isinstance(res, dict) and {'adapter', 'shots', 'before', 'after', 'change'} <= set(res),
-               f"`few_shot` returned {res!r:.200}; expected a dict with 'adapter', 'shots', 'before', 'after' and 'change'")
+               f"`few_shot` returned {res!r:.200}; expected a dict with 'adapter', 'shots', 'before', 'after', "
+               "'change'")
         got = {k: _reported(res, k) for k in ('before', 'after', 'change')}
-        before, after, info = adapted_hits(res['adapter'], test)
-        report.add(info.get('shots') == res['shots'], f"the adapter in {res['adapter']} was trained on "
-                   f"{info.get('shots')} shots" + ('' if info.get('shots') == res['shots'] else f", not {res['shots']}"))
+        try: before, after, info = adapted_hits(res['adapter'], test)
+        except (OSError, ValueError, KeyError) as e:
+            raise NotReady(f"result['adapter'] = {res['adapter']!r}: {e}") from None
+        same = info.get('shots') == res['shots']
+        report.add(same, f"the adapter in {res['adapter']} was trained on {info.get('shots')} shots"
+                         + ('' if same else f", not {res['shots']}"))
         for key, hits in (('before', before), ('after', after), ('change', after - before)):
-            _compare_summary(report, {'change': 'paired change (after − before)'}.get(key, f'accuracy {key}'), got[key], summary(hits))
+            what = 'paired change (after − before)' if key == 'change' else f'accuracy {key}'
+            _compare_summary(report, what, got[key], summary(hits))
         report.result = res
     return report
 
@@ -417,7 +431,8 @@ def assignment_from_solution(nb: dict, # a solution notebook, as JSON
     for cell in nb['cells']:
         if _solution_only(cell): continue
         src = ''.join(cell['source'])
-        cell = {**cell, 'source': stub_source(src) if cell['cell_type'] == 'code' else src.replace(' (solution)', '', 1)}
+        src = stub_source(src) if cell['cell_type'] == 'code' else src.replace(' (solution)', '', 1)
+        cell = {**cell, 'source': src}
         if cell['cell_type'] == 'code': cell.update(outputs=[], execution_count=None)
         cell['source'] = cell['source'].replace(name, plain)
         cells.append(cell)
@@ -427,7 +442,8 @@ def write_assignment(solution: str | Path, # a `*_solution.ipynb` notebook
                     ) -> Path:
     "Write the assignment of `solution` next to it (its name without `_solution`); returns its path."
     solution = Path(solution)
-    if not solution.name.endswith('_solution.ipynb'): raise ValueError(f"solution: expected a *_solution.ipynb file, got {solution}")
+    if not solution.name.endswith('_solution.ipynb'):
+        raise ValueError(f"solution: expected a *_solution.ipynb file, got {solution}")
     nb = assignment_from_solution(json.loads(solution.read_text(encoding='utf-8')), solution.name)
     out = solution.with_name(solution.name.replace('_solution.ipynb', '.ipynb'))
     out.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
