@@ -132,7 +132,7 @@ class TrainConfig:
     loss: str = 'hinge' # 'hinge' (on the hardest negative) or 'ce'
     margin: float = 0.1 # of 'hinge'
     temperature: float = 0.1 # of 'ce'
-    timesteps: str = 'grid' # 'grid' (the scorer's, with its noise bank) or 'random' (per candidate, fresh noise)
+    sampling: str = 'grid' # training timesteps: 'grid' (the scorer's, its noise bank) or 'random' (fresh noise per row)
     lr: float = 2e-3
     weight_decay: float = 1e-2
     warmup: int = 0 # linear warm-up steps, then cosine decay (0: a constant learning rate)
@@ -150,8 +150,8 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.loss not in LOSSES: raise ValueError(f"loss: unknown {self.loss!r}; expected one of {LOSSES}")
-        if self.timesteps not in TIMESTEP_MODES:
-            raise ValueError(f"timesteps: unknown mode {self.timesteps!r}; expected one of {TIMESTEP_MODES}")
+        if self.sampling not in TIMESTEP_MODES:
+            raise ValueError(f"sampling: unknown mode {self.sampling!r}; expected one of {TIMESTEP_MODES}")
         if self.targets == 'prompt' and not self.prompt_tokens: self.prompt_tokens = 4
         for k in ('steps', 'batch_size', 'accumulate'):
             if getattr(self, k) < 1: raise ValueError(f"{k}: expected an int >= 1, got {getattr(self, k)!r}")
@@ -185,7 +185,7 @@ def group_loss(scorer: DSDScorer, groups: list[CandidateGroup], cfg: TrainConfig
                prompt: PromptTokens | None = None, rec=None) -> tuple[torch.Tensor, torch.Tensor]:
     "(loss, scores `[G, C_max]`) of a batch; the hinge back-propagates through each positive and hardest negative only."
     sizes = [len(g.latents) for g in groups]
-    t, noise = training_noise(scorer, sizes, tuple(groups[0].latents.shape[1:]), cfg.timesteps, gen)
+    t, noise = training_noise(scorer, sizes, tuple(groups[0].latents.shape[1:]), cfg.sampling, gen)
     if cfg.loss == 'ce' or max(sizes) == 2:
         scores = score_groups(scorer, groups, t, noise, prompt, rec)
         loss = ce_loss(scores, cfg.temperature) if cfg.loss == 'ce' else hinge_loss(scores, cfg.margin)

@@ -149,7 +149,7 @@ def test_accumulation_matches_a_bigger_batch(data):
 def test_bad_inputs(data):
     train, vqa, _ = data
     with pytest.raises(ValueError, match='rank'): add_lora(scorer().unet, 'official', rank=0)
-    with pytest.raises(ValueError, match="timesteps: unknown mode"): TrainConfig(timesteps='fixed')
+    with pytest.raises(ValueError, match="sampling: unknown mode"): TrainConfig(sampling='fixed')
     with pytest.raises(ValueError, match="batch_size: expected an int >= 1"): TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match=r't, noise: expected one per row, 12'):
         score_groups(scorer(), [train[0], vqa[0]], torch.zeros(2, dtype=torch.long), torch.zeros(2, 4, 8, 8))
