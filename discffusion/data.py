@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from .shapes import make_split, caption, render, comvg_task, refcocog_task, vqa_task, TASK_SPLITS
+from .scoring import load_rgb
 
 # %% auto #0
 __all__ = ['KINDS', 'COCO_PREFIXES', 'PARTS', 'OFFICIAL_FILES', 'COMVG_COLUMNS', 'COMVG_TRAIN_COLUMNS', 'COMVG_SUBSETS',
@@ -54,11 +55,9 @@ class Record:
 
 # %% ../nbs/06_data.ipynb #d8177267
 def open_image(image) -> Image.Image:
-    "An RGB PIL image from a path, a `Crop`, or a PIL image."
-    if isinstance(image, Image.Image): return image if image.mode == 'RGB' else image.convert('RGB')
-    path = Path(image.path if isinstance(image, Crop) else image)
-    if not path.is_file(): raise FileNotFoundError(f"image: no file at {path}")
-    with Image.open(path) as im: im = im.convert('RGB')
+    "An RGB PIL image from a path, a `Crop`, or a PIL image (deep images rescaled by `scoring.load_rgb`)."
+    if isinstance(image, Image.Image): return load_rgb(image)
+    im = load_rgb(Path(image.path if isinstance(image, Crop) else image))
     if isinstance(image, Crop):
         x, y, w, h = image.box
         im = im.crop((round(x), round(y), round(x + max(w, 1)), round(y + max(h, 1))))
@@ -341,11 +340,14 @@ def refcocog_records(root, # the `refcocog` folder (refs pickle + instances.json
 # %% ../nbs/06_data.ipynb #e15c1453
 WINOGROUND_COLUMNS = ['id', 'image_0', 'image_1', 'caption_0', 'caption_1', 'tag']
 
-def winoground_group(row: dict, images: list) -> list[Record]:
+def winoground_group(row: dict, images: list, # the example's row and its two images
+                     source: str = '', # the file the row came from, named in the records' ids
+                    ) -> list[Record]:
     "The four records of one Winoground example (`images` = its two images)."
     caps, g, tag = [row['caption_0'], row['caption_1']], str(row['id']), str(row.get('tag') or 'all')
-    return ([Record(caps[i], images, i, 'image', tag, g, f'Winoground {g}, caption_{i}') for i in (0, 1)] +
-            [Record(images[i], caps, i, 'text', tag, g, f'Winoground {g}, image_{i}') for i in (0, 1)])
+    at = f' ({source})' if source else ''
+    return ([Record(caps[i], images, i, 'image', tag, g, f'Winoground {g}, caption_{i}{at}') for i in (0, 1)] +
+            [Record(images[i], caps, i, 'text', tag, g, f'Winoground {g}, image_{i}{at}') for i in (0, 1)])
 
 def _check_columns(row: dict, where: str):
     "A one-line error naming `where` when a column is missing or empty (the tag may be empty)."
@@ -387,11 +389,12 @@ def winoground_records(path, # a `save_to_disk` folder, a parquet file, or a fol
             where = f'line {i} of {jsonl}'
             check_types(row, where, id=(int, str), image_0=str, image_1=str, caption_0=str, caption_1=str, tag=str)
             _check_columns(row, where)
-            out += winoground_group(row, [_winoground_file(jsonl.parent/'images', row[f'image_{k}']) for k in (0, 1)])
+            files = [_winoground_file(jsonl.parent/'images', row[f'image_{k}']) for k in (0, 1)]
+            out += winoground_group(row, files, jsonl.name)
     else:
         for i, row in enumerate(_hf_rows(path)):
             _check_columns(row, f'row {i} of {path}')
-            out += winoground_group(row, [row['image_0'], row['image_1']])
+            out += winoground_group(row, [row['image_0'], row['image_1']], path.name)
     return _finish(out, 'Winoground', skip_missing)
 
 # %% ../nbs/06_data.ipynb #45ff6997

@@ -22,7 +22,7 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 # %% auto #0
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
-           'AdaptiveGrid', 'resolve_timesteps', 'DSDScorer', 'triple_index', 'prepare_images', 'tokenize',
+           'AdaptiveGrid', 'resolve_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'prepare_images', 'tokenize',
            'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
@@ -407,31 +407,33 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
 # %% ../nbs/04_scoring.ipynb #ee13053f
 _BITS16 = ('I;16', 'I;16B', 'I;16L', 'I;16N')
 
-def _to_8bit(image: Image.Image, index: int) -> Image.Image:
+def _to_8bit(image: Image.Image, where: str) -> Image.Image:
     "A greyscale image of more than 8 bits (`I;16*`, `I`, `F`) rescaled to mode `L`, or a one-line error."
     import numpy as np
     x = np.asarray(image, dtype=np.float64)
     if image.mode in _BITS16 or (image.mode == 'I' and 0 <= x.min() and x.max() <= 65535): scale = 65535
     elif image.mode == 'F' and 0 <= x.min() and x.max() <= 1: scale = 1
     elif image.mode == 'F' and 0 <= x.min() and x.max() <= 255: scale = 255
-    else: raise ValueError(f"images[{index}]: mode {image.mode!r} with values in [{x.min():g}, {x.max():g}]; "
+    else: raise ValueError(f"{where}: mode {image.mode!r} with values in [{x.min():g}, {x.max():g}]; "
                            "expected 16-bit values, or floats in [0, 1] or [0, 255]")
-    warnings.warn(f"images[{index}]: mode {image.mode!r} rescaled from [0, {scale}] to 8 bits")
+    warnings.warn(f"{where}: mode {image.mode!r} rescaled from [0, {scale}] to 8 bits")
     return Image.fromarray(np.round(x / scale * 255).astype(np.uint8), 'L')
 
-def _open_image(image, index: int) -> Image.Image:
-    "A PIL RGB image from a PIL image or a path, with errors that name `images[index]`."
+def load_rgb(image, # a PIL image or the path of an image file
+             where: str = 'image', # how errors and warnings name it, e.g. 'images[3]'
+            ) -> Image.Image:
+    "An 8-bit RGB PIL image: deep images rescaled (not clipped), other modes converted with a warning."
     if isinstance(image, (str, Path)):
         path = Path(image).expanduser()
-        if not path.is_file(): raise FileNotFoundError(f"images[{index}]: no file at {path}")
+        if not path.is_file(): raise FileNotFoundError(f"{where}: no file at {path}")
         try:
             with Image.open(path) as f: f.load(); image = f  # the data are read; the file is closed
-        except Exception as e: raise ValueError(f"images[{index}]: cannot read {path} as an image ({e})") from e
+        except Exception as e: raise ValueError(f"{where}: cannot read {path} as an image ({e})") from e
     if not isinstance(image, Image.Image):
-        raise TypeError(f"images[{index}]: expected a PIL image, a path or a tensor, got {type(image).__name__}")
+        raise TypeError(f"{where}: expected a PIL image, a path or a tensor, got {type(image).__name__}")
     mode = image.mode
-    if mode in (*_BITS16, 'I', 'F'): image = _to_8bit(image, index)
-    if mode != 'RGB': warnings.warn(f"images[{index}]: converted from mode {mode!r} to RGB")
+    if mode in (*_BITS16, 'I', 'F'): image = _to_8bit(image, where)
+    if mode != 'RGB': warnings.warn(f"{where}: converted from mode {mode!r} to RGB")
     return image.convert('RGB')
 
 def _square(image: Image.Image, size: int) -> Image.Image:
@@ -467,7 +469,7 @@ def prepare_images(images, size: int) -> torch.Tensor:
     out = []
     for i, im in enumerate(images):
         if torch.is_tensor(im): out.append(_tensor_images(im, size)); continue
-        arr = torch.frombuffer(bytearray(_square(_open_image(im, i), size).tobytes()), dtype=torch.uint8)
+        arr = torch.frombuffer(bytearray(_square(load_rgb(im, f'images[{i}]'), size).tobytes()), dtype=torch.uint8)
         out.append((arr.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1)[None])
     return torch.cat(out)
 

@@ -203,7 +203,7 @@ def test_winoground_release_layout(tmp_path):
 def test_winoground_errors(tmp_path):
     folder = write_winoground(tmp_path/'wino')
     (folder/'images'/'ex_2_img_1.png').unlink()
-    with pytest.raises(FileNotFoundError, match=r"ex_2_img_1\.png' of Winoground 2, caption_0 is missing"):
+    with pytest.raises(FileNotFoundError, match=r"ex_2_img_1\.png' of Winoground 2, caption_0 \(examples\.jsonl\) is missing"):
         winoground_records(folder)
     with pytest.warns(UserWarning, match='skipped 4 of 16'): recs = winoground_records(folder, skip_missing=True)
     assert len(recs) == 12 and '2' not in {r.group for r in recs}

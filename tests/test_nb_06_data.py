@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from discffusion.shapes import make_split, caption, render, comvg_task, refcocog_task, vqa_task, TASK_SPLITS
+from discffusion.scoring import load_rgb
 from fastcore.test import test_eq, test_ne, test_fail
 import tempfile
 import matplotlib.pyplot as plt
