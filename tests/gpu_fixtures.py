@@ -13,12 +13,29 @@ from pathlib import Path
 import torch
 from discffusion.data import export_task
 from discffusion.shapes import caption, make_split, render
-from sd_fixtures import sd_pipeline
+from sd_fixtures import clip_tokenizer, sd_pipeline
 
 def sd_model_folder(root) -> Path:
     "A random SD-2-shaped pipeline saved as a hub repository's fp16 variant (`*.fp16.safetensors`), as the cells load."
     folder = Path(root)/'sd2-random'
     sd_pipeline(Path(root)/'clip-tokenizer', '2').to(torch.float16).save_pretrained(folder, variant='fp16')
+    return folder
+
+def clip_model_folder(root, seed: int = 0) -> Path:
+    "A tiny CLIP with random weights, patch 14 as ViT-L/14, and CLIP's real tokenizer, saved as a model folder."
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+    tok = clip_tokenizer(Path(root)/'clip-tokenizer')
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    torch.manual_seed(seed)
+    folder = Path(root)/'clip-random'
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    crop = dict(height=28, width=28)
+    CLIPProcessor(image_processor=CLIPImageProcessorPil(size=dict(shortest_edge=28), crop_size=crop),
+                  tokenizer=tok).save_pretrained(folder)
     return folder
 
 def _move_images(src: Path, dst: Path):
@@ -27,7 +44,7 @@ def _move_images(src: Path, dst: Path):
     for p in src.iterdir(): p.rename(dst/p.name)
     src.rmdir()
 
-def comvg_files(data: Path, n_test: int = 4, n_train: int = 16):
+def comvg_files(data: Path, n_test: int = 4, n_train: int = 24):
     "ComVG's test and training CSVs (official names) in `data/comvg`, their images in `data/vg_images`."
     for split, n in (('test', n_test), ('train', n_train)):
         export_task('shapes-comvg', data/'comvg', split, n, fmt='comvg')

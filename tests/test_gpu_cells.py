@@ -1,25 +1,22 @@
 """Every notebook's `#| gpu` cells, run on the CPU exactly as written, so nothing in them is only ever run by hand.
 
 A GPU section reads its model, data and device from `DISCFFUSION_SD_MODEL`, `DISCFFUSION_DATA` and
-`DISCFFUSION_DEVICE` (real defaults: Stable Diffusion 2.1-base from the hub, `data/`, CUDA). Here they point at a
-random Stable-Diffusion-2-shaped pipeline saved to a folder as fp16 weight files (so the cells' own
-`from_pretrained(folder, variant='fp16')` runs), tiny datasets in the real formats (`gpu_fixtures.py`), and the CPU
-(so fp32). Each notebook is one case, run through nbdev's runner with the `gpu` flag forced and `slow` cells skipped,
-on the notebook reduced to what its GPU section may use: its import cells, its exported code, and its `#| gpu`
-cells — a GPU section must run after the imports alone, and the lesson's CPU cells are tested by test_notebooks.py.
+`DISCFFUSION_DEVICE` (real defaults: Stable Diffusion 2.1-base from the hub, `data/`, CUDA), and its CLIP baseline
+from `DISCFFUSION_CLIP_MODEL` (openai/clip-vit-large-patch14). Here they point at a random Stable-Diffusion-2-shaped
+pipeline saved to a folder as fp16 weight files (so the cells' own `from_pretrained(folder, variant='fp16')` runs),
+tiny datasets in the real formats, the CPU (so fp32), and a tiny random CLIP (all in `gpu_fixtures.py`); the
+few-shot sections train 2 steps (`DISCFFUSION_TRAIN_STEPS`) instead of their 100. Each notebook is one case, run
+through nbdev's runner with the `gpu` flag forced and `slow` cells skipped, on the notebook reduced to what its GPU
+section may use: its import cells, its exported code, and its `#| gpu` cells — a GPU section must run after the
+imports alone, and the lesson's CPU cells are tested by test_notebooks.py.
 """
 import json
 import pytest, torch
 from nbdev.config import get_config
 from nbdev.test import test_nb as run_notebook
 from generate import ROOT, notebooks, _directives, _is_import_cell, _src
-from gpu_fixtures import data_folder, sd_model_folder
+from gpu_fixtures import clip_model_folder, data_folder, sd_model_folder
 
-# Notebooks whose `#| gpu` cells still hard-code a hub id, `device='cuda'` or `data/...` paths. Each is expected to
-# fail here; once its cells read the DISCFFUSION_* variables it passes, and the strict xfail turns that into a
-# failure that says: remove it from this list.
-NOT_ADAPTED = ('07_evaluation', '12_prompt_learning', '15_replication')
-NOT_ADAPTED_REASON = 'gpu cells not adapted to DISCFFUSION_* yet'
 KEEP = {'export', 'exporti', 'exports', 'default_exp', 'gpu'} # the cells a GPU section may use, with the imports
 
 def _code_cells(nb_path):
@@ -27,10 +24,8 @@ def _code_cells(nb_path):
 def _has_gpu_cells(nb_path): return any('gpu' in _directives(_src(c)) for c in _code_cells(nb_path))
 
 def gpu_notebooks():
-    "The notebooks with a `#| gpu` cell, and those of `NOT_ADAPTED` (marked xfail), in order."
-    mark = pytest.mark.xfail(strict=True, reason=NOT_ADAPTED_REASON)
-    return [pytest.param(nb, id=nb.stem, marks=mark if nb.stem in NOT_ADAPTED else ())
-            for nb in notebooks() if _has_gpu_cells(nb) or nb.stem in NOT_ADAPTED]
+    "The notebooks with a `#| gpu` cell, in order."
+    return [pytest.param(nb, id=nb.stem) for nb in notebooks() if _has_gpu_cells(nb)]
 
 # IPython ignores the exit status of a `!command` (it only sets `_exit_code`); a failing command must fail the run.
 CHECK_SHELL = """_system = get_ipython().system
@@ -50,14 +45,11 @@ def gpu_section(nb_path) -> dict:
 
 @pytest.fixture(scope='module')
 def gpu_env(tmp_path_factory):
-    "The DISCFFUSION_* settings of a CPU run: a random SD-2-shaped model folder, the data folder, the CPU."
+    "The DISCFFUSION_* settings of a CPU run: a random SD-2-shaped model folder, the data folder, the CPU, a CLIP."
     root = tmp_path_factory.mktemp('gpu-cells')
     return dict(DISCFFUSION_SD_MODEL=str(sd_model_folder(root)), DISCFFUSION_DATA=str(data_folder(root)),
-                DISCFFUSION_DEVICE='cpu', HF_HUB_OFFLINE='1')
-
-def test_not_adapted_list_names_notebooks():
-    "A stale entry (a renamed notebook) would mean nothing: refuse it."
-    assert set(NOT_ADAPTED) <= {nb.stem for nb in notebooks()}, NOT_ADAPTED
+                DISCFFUSION_DEVICE='cpu', DISCFFUSION_CLIP_MODEL=str(clip_model_folder(root)),
+                DISCFFUSION_TRAIN_STEPS='2', HF_HUB_OFFLINE='1')
 
 def test_gpu_section_keeps_imports_exports_and_gpu_cells():
     section = gpu_section(ROOT/'nbs'/'13_visualize.ipynb')
@@ -68,7 +60,6 @@ def test_gpu_section_keeps_imports_exports_and_gpu_cells():
 @pytest.mark.notebook
 @pytest.mark.parametrize('nb', gpu_notebooks())
 def test_gpu_cells_run_on_cpu(nb, gpu_env, monkeypatch, tmp_path):
-    if not _has_gpu_cells(nb): pytest.skip(f'{nb.stem} has no #| gpu cells yet')
     for k, v in gpu_env.items(): monkeypatch.setenv(k, v)
     path = tmp_path/nb.name
     path.write_text(json.dumps(gpu_section(nb)), encoding='utf-8')
