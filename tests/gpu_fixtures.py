@@ -44,13 +44,13 @@ def _move_images(src: Path, dst: Path):
     for p in src.iterdir(): p.rename(dst/p.name)
     src.rmdir()
 
-def comvg_files(data: Path, n_test: int = 4, n_train: int = 24):
+def comvg_files(data: Path, n_test: int = 2, n_train: int = 18):
     "ComVG's test and training CSVs (official names) in `data/comvg`, their images in `data/vg_images`."
     for split, n in (('test', n_test), ('train', n_train)):
         export_task('shapes-comvg', data/'comvg', split, n, fmt='comvg')
     _move_images(data/'comvg'/'images', data/'vg_images')
 
-def vqa_files(data: Path, n: int = 3):
+def vqa_files(data: Path, n: int = 1):
     "VQAv2-as-matching's test CSV in `data/vqa`, its COCO val2014 images in `data/coco/val2014`."
     export_task('shapes-vqa', data/'vqa', 'test', n, fmt='vqa')
     _move_images(data/'vqa'/'images', data/'coco'/'val2014')
@@ -72,7 +72,7 @@ def refcocog_files(data: Path, n_images: int = 12):
     with open(folder/'refs(umd).p', 'wb') as f: pickle.dump(refs, f)
     (folder/'instances.json').write_text(json.dumps(dict(images=coco_images, annotations=annotations, categories=[])))
 
-def winoground_files(data: Path, n: int = 2):
+def winoground_files(data: Path, n: int = 1):
     "Winoground's release layout: `examples.jsonl` and `images/`; each example a scene and its attribute swap."
     folder = data/'winoground'; (folder/'images').mkdir(parents=True, exist_ok=True)
     rows = []
