@@ -272,7 +272,7 @@ def load_prompt(folder: str | Path, dim: int, # the text hidden size of the mode
     return p
 
 def load_adapter(pipe_or_scorer, # a `DSDScorer`, a diffusers Stable Diffusion pipeline, or a bare UNet (LoRA only)
-                 folder: str | Path, # written by `save_adapter` / `train_shapes` / `convert_official_checkpoint`
+                 folder: str | Path, # written by `save_adapter` / `train_adapter` / `convert_official_checkpoint`
                  adapter_name: str = 'dsd', rank: int | None = None): # `rank`: refuse another rank
     "Apply exactly the LoRA and/or prompt tokens that `folder/adapter.json` lists, checked first; returns the model."
     info, folder = read_adapter_info(folder), Path(folder)

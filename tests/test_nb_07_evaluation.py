@@ -13,8 +13,9 @@ from discffusion.core import default_device, embedded_model_path
 from discffusion.data import Record, Records, open_image, load_records
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 from fastcore.test import test_eq, test_close, test_fail
-import tempfile
+import tempfile, time
 import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 from diffusers import UNet2DConditionModel, DDPMScheduler
 from discffusion.core import embedded_model_path, load_pipeline
 from discffusion.data import shapes_records, winoground_group
