@@ -4,14 +4,14 @@
 
 # %% ../nbs/12_prompt_learning.ipynb #f97eddf7
 from __future__ import annotations
-import json, sys, time
+import json, time
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
-from .core import check_device, default_device
+from .core import check_device, default_device, peak_memory, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
@@ -23,7 +23,7 @@ from .adapters import load_adapter, read_adapter_info
 # %% auto #0
 __all__ = ['TIMESTEP_MODES', 'LOSSES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups', 'training_noise',
            'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable', 'group_loss',
-           'checkpoint_safe', 'process_device', 'peak_memory', 'fit', 'task_shots', 'train_adapter', 'adapter_scorer']
+           'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter', 'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -205,14 +205,6 @@ def process_device(device=None) -> torch.device:
     from accelerate import PartialState
     return PartialState(cpu=default_device().type == 'cpu').device
 
-def peak_memory(device) -> int | None:
-    "This process's peak memory on `device` in bytes: CUDA's allocator peak, else the peak resident set (or None)."
-    device = torch.device(device)
-    if device.type == 'cuda': return torch.cuda.max_memory_allocated(device)
-    try: import resource   # not on Windows
-    except ImportError: return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 1024)
-
 def _move(scorer: DSDScorer, prompt: PromptTokens | None, device: torch.device):
     "Everything `fit` trains and scores with, on `device`."
     for m in (scorer.unet, scorer.vae, scorer.text_encoder, prompt):
@@ -274,7 +266,7 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
     lora, prompt = make_trainable(scorer, cfg)
     device = process_device(device); _move(scorer, prompt, device)
     groups = train if isinstance(train[0], CandidateGroup) else record_groups(scorer, train, cfg.vae_batch_size)
-    if device.type == 'cuda': torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)   # `00_core`: the peak on `device` from here on
     if cfg.gradient_checkpointing: scorer.unet.enable_gradient_checkpointing()
     start = time.perf_counter()
     try:
@@ -351,6 +343,7 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
                   timesteps=(781,), # the scorer's grid (`DSDScorer`'s `timesteps`)
                   contrast: str | None = None, n_val: int = 64, # see `task_shots`
                   device=None, dtype=None, # where and in what precision to load the model (default: best, fp16 on GPU)
+                  variant: str | None = None, # e.g. 'fp16': the model's half-size weight files (`core.load_pipeline`)
                   score_batch_size: int = 16, # rows per UNet call when scoring (validation)
                   resume: bool = True, progress: bool = True,
                   overwrite: bool = False, # start afresh in an `out` that holds another adapter (CLI: --overwrite)
@@ -364,7 +357,7 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
     device = process_device(device)
     opts = dict(timesteps=list(timesteps) if isinstance(timesteps, tuple) else timesteps, batch_size=score_batch_size)
     if scorer == 'dsd': opts['preset'] = preset   # the denoising scorer has no preset
-    sc = build_scorer(scorer, model, device=device, dtype=dtype, **opts)
+    sc = build_scorer(scorer, model, device=device, dtype=dtype, variant=variant, **opts)
     trained_for = dict(kind=scorer, preset=sc.preset, timesteps=sc.timesteps, seed=sc.seed)
     run = dict(dataset=dataset, path=None if path is None else str(path), shots=shots, seed=seed, n_val=len(val),
                model=None if model is None else str(model), scorer=trained_for,

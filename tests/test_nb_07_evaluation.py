@@ -19,6 +19,7 @@ from IPython.display import Markdown, display
 from diffusers import UNet2DConditionModel, DDPMScheduler
 from discffusion.core import embedded_model_path, load_pipeline
 from discffusion.data import shapes_records, winoground_group
+from discffusion.core import check_device, track_usage
 
 
 def test_cell_0():
