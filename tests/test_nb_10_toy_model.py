@@ -3,24 +3,15 @@ from discffusion.toy import *
 from fastcore.test import test_eq, test_fail, test_close
 import tempfile
 import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 from PIL import Image
 from discffusion.core import embedded_model_path, load_pipeline, missing_model_files
 from discffusion.training import checkpoints
 from diffusers import DDIMScheduler
 from diffusers import StableDiffusionPipeline
 from transformers import CLIPModel
-from IPython.display import Markdown
 from discffusion.scoring import DSDScorer
 from discffusion.evaluation import bootstrap_ci
-from discffusion.hooks import record_cross_attention
-from discffusion.scoring import noise_bank
-from discffusion.scoring import _eager_attention
-import itertools
-from discffusion.hooks import cross_attention_layers
-from functools import partial
-from unittest.mock import patch
-import discffusion.toy as toy
-from discffusion.hooks import select_layers
 
 
 def test_cell_0():
