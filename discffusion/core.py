@@ -29,14 +29,16 @@ def check_device(device: str | torch.device | None, # e.g. 'cpu', 'cuda', 'cuda:
     "`device` as a `torch.device`, or a one-line error when this machine cannot use it (checked before loading)."
     if device is None: return default_device()
     try: d = torch.device(device)
-    except (RuntimeError, TypeError): raise ValueError(f"device: {device!r} is not a device; expected cpu, cuda, cuda:N or mps") from None
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: {device!r} is not a device; expected cpu, cuda, cuda:N or mps") from None
     mps = getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()
     if d.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device: {str(device)!r}, but CUDA is not available on this machine; use cpu")
     if d.type == 'cuda' and (d.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device: {str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if d.type == 'mps' and not mps: raise ValueError(f"device: {str(device)!r}, but Apple MPS is not available here")
-    if d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"device: {d.type!r} is not supported; expected cpu, cuda or mps")
+    if d.type not in ('cpu', 'cuda', 'mps'):
+        raise ValueError(f"device: {d.type!r} is not supported; expected cpu, cuda or mps")
     return d
 
 
@@ -85,7 +87,7 @@ def _quiet_loading():
         if bars: tlog.enable_progress_bar()
 
 def _dtype_keyword() -> str:
-    "The loader's name for the weights dtype: `dtype` in recent diffusers (which deprecate `torch_dtype`), else `torch_dtype`."
+    "The loader's keyword for the weights dtype: `dtype` in recent diffusers (`torch_dtype` is deprecated there)."
     try: from diffusers.utils.deprecation_utils import _resolve_dtype  # present where `dtype` is the keyword
     except ImportError: return 'torch_dtype'
     return 'dtype'
@@ -118,14 +120,17 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
         folder = Path(model).expanduser()
         if not folder.is_dir(): raise FileNotFoundError(f"model: no folder at {folder}")
         missing = missing_model_files(folder)
-        if missing: raise FileNotFoundError(f"model: {folder} is not a complete Stable Diffusion folder; missing {', '.join(missing)}")
+        if missing: raise FileNotFoundError(f"model: {folder} is not a complete Stable Diffusion folder; "
+                                            f"missing {', '.join(missing)}")
     if variant is not None: kwargs['variant'] = variant
     try:
         with _quiet_loading():
-            pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False,
+            pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None,
+                                                           requires_safety_checker=False,
                                                            **{_dtype_keyword(): dtype}, **kwargs)
     except OSError as e:
-        raise OSError(f"model: could not load {model!r} (offline, or not a diffusers Stable Diffusion repo): {e}") from e
+        raise OSError(f"model: could not load {model!r} (offline, or not a diffusers Stable Diffusion repo): "
+                      f"{e}") from e
     check_finite_weights(pipe, model)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

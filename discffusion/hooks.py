@@ -34,7 +34,8 @@ def _forward_order(name: str):
 def cross_attention_layers(unet: torch.nn.Module) -> dict[str, torch.nn.Module]:
     "Every cross-attention (`attn2`) module of `unet`, by readable name, in forward order."
     found = {layer_name(path): m for path, m in unet.named_modules() if layer_name(path)}
-    if not found: raise ValueError("unet: no cross-attention layers (`...attentions.N.transformer_blocks.M.attn2`) found; "
+    if not found: raise ValueError("unet: no cross-attention layers (`...attentions.N.transformer_blocks.M.attn2`) "
+                                   "found; "
                                    "is this a diffusers UNet2DConditionModel?")
     return dict(sorted(found.items(), key=lambda kv: _forward_order(kv[0])))
 
@@ -93,7 +94,8 @@ class CrossAttentionRecorder:
     "Attention processor: the usual attention output, and the logits handed to `recording.add(name, logits)`."
     def __init__(self, name: str, recording: 'Recording'): self.name, self.recording = name, recording
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
         residual = hidden_states
         if attn.spatial_norm is not None: hidden_states = attn.spatial_norm(hidden_states, temb)
         shape4 = hidden_states.shape if hidden_states.ndim == 4 else None

@@ -9,8 +9,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # %% auto #0
-__all__ = ['COLORS', 'SHAPES', 'RELATIONS', 'OPPOSITE', 'HARD_NEGATIVES', 'HELD_OUT', 'SPLITS', 'Obj', 'Scene', 'caption',
-           'render', 'hard_negatives', 'easy_negatives', 'seen_combos', 'sample_scene', 'Example', 'make_split']
+__all__ = ['COLORS', 'SHAPES', 'RELATIONS', 'OPPOSITE', 'HARD_NEGATIVES', 'HELD_OUT', 'SPLITS', 'TASKS', 'TASK_SPLITS',
+           'COMVG_NEG_VALUES', 'AXES', 'VQA_TYPES', 'POSITIONS', 'ANSWERS', 'Obj', 'Scene', 'caption', 'render',
+           'hard_negatives', 'easy_negatives', 'seen_combos', 'sample_scene', 'Example', 'make_split', 'task_rng',
+           'any_scene', 'sentence', 'comvg_negative', 'ComVGExample', 'comvg_task', 'Board', 'render_board',
+           'Referring', 'referents', 'refer', 'any_board', 'RefExample', 'negative_expressions', 'refcocog_task',
+           'question', 'qa_text', 'VQAExample', 'vqa_task']
 
 # %% ../nbs/05_shapes.ipynb #78a3ed79
 COLORS: dict[str, tuple[int, int, int]] = {'red': (230, 40, 40), 'green': (40, 190, 60),
@@ -171,4 +175,224 @@ def make_split(split: str, # 'train', 'val' or 'test'
         scene = sample_scene(split, rng, two=bool(rng.random() < two_objects))
         negs = {**hard_negatives(scene), **easy_negatives(scene, rng, combos)}
         out.append(Example(render(scene, size, rng), scene, caption(scene), negs))
+    return out
+
+# %% ../nbs/05_shapes.ipynb #66982640
+TASKS: tuple[str, ...] = ('comvg', 'refcocog', 'vqa') # the paper's three benchmarks, in miniature
+TASK_SPLITS: tuple[str, ...] = ('train', 'test') # shots come from 'train'; accuracy is measured on 'test'
+
+def task_rng(task: str, split: str, seed: int = 0) -> np.random.Generator:
+    "The random stream of one part of one task: parts, tasks and `make_split` never share a stream."
+    if task not in TASKS: raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    if split not in TASK_SPLITS: raise ValueError(f"split: expected one of {TASK_SPLITS} for a task, got {split!r}")
+    return np.random.default_rng([int(seed), 100 + TASKS.index(task), TASK_SPLITS.index(split)])
+
+def any_scene(rng: np.random.Generator) -> Scene:
+    "A random two-object scene over all colour-shape pairs, held-out ones included (a new task's data has them)."
+    return _random_scene(rng, two=True)
+
+def _check_n(n):
+    if not isinstance(n, (int, np.integer)) or n < 0: raise ValueError(f"n: expected an int >= 0, got {n!r}")
+
+# %% ../nbs/05_shapes.ipynb #f214ec27
+COMVG_NEG_VALUES: tuple[str, ...] = ('subject', 'object', 'verb') # what the negative image changes, ComVG's `neg_value`
+
+def sentence(scene: Scene, rng: np.random.Generator) -> str:
+    "A two-object scene as a sentence unlike the training captions: 'the red circle is left of the blue square'."
+    (a, b), det = scene.objects, ('a', 'the')[rng.integers(2)]
+    return f'{det} {a.color} {a.shape} is {scene.relation} {det} {b.color} {b.shape}'
+
+def _other_object(scene: Scene, i: int, rng: np.random.Generator) -> Obj:
+    "A new object for slot `i`: not the old one, and of another colour and shape than the other object."
+    old, keep = scene.objects[i], scene.objects[1 - i]
+    opts = [Obj(c, s) for c in COLORS for s in SHAPES if c != keep.color and s != keep.shape and Obj(c, s) != old]
+    return opts[rng.integers(len(opts))]
+
+def comvg_negative(scene: Scene, neg_value: str, rng: np.random.Generator) -> Scene:
+    "`scene` with its subject, object or relation ('verb') replaced by a different one."
+    if neg_value == 'verb': return Scene(scene.objects, str(rng.choice([r for r in RELATIONS if r != scene.relation])))
+    if neg_value not in COMVG_NEG_VALUES:
+        raise ValueError(f"neg_value: expected one of {COMVG_NEG_VALUES}, got {neg_value!r}")
+    objs = list(scene.objects); i = COMVG_NEG_VALUES.index(neg_value)
+    objs[i] = _other_object(scene, i, rng)
+    return Scene(tuple(objs), scene.relation)
+
+# %% ../nbs/05_shapes.ipynb #d13fa714
+@dataclass
+class ComVGExample:
+    "One sentence, the image it describes, and an image that differs in one element (ComVG's `neg_value`)."
+    sentence: str
+    image: Image.Image
+    negative_image: Image.Image
+    neg_value: str # 'subject', 'object' or 'verb'
+    scene: Scene
+    negative_scene: Scene
+
+def comvg_task(split: str, # 'train' (shots are drawn from it) or 'test'
+               n: int, seed: int = 0, size: int = 32, # examples, their seed, image side
+              ) -> list[ComVGExample]:
+    "`n` ComVG-like examples; `neg_value` cycles through subject, object, verb."
+    rng, out = task_rng('comvg', split, seed), []
+    _check_n(n)
+    for i in range(n):
+        scene, neg_value = any_scene(rng), COMVG_NEG_VALUES[i % 3]
+        neg = comvg_negative(scene, neg_value, rng)
+        text, image, negative_image = sentence(scene, rng), render(scene, size, rng), render(neg, size, rng)
+        out.append(ComVGExample(text, image, negative_image, neg_value, scene, neg))
+    return out
+
+# %% ../nbs/05_shapes.ipynb #eb6237e0
+AXES: dict[str, tuple[str, str]] = {'horizontal': ('left of', 'right of'), 'vertical': ('above', 'below')}
+
+@dataclass(frozen=True)
+class Board:
+    "Objects in a row (`axis='horizontal'`, left to right) or a column ('vertical', top to bottom)."
+    objects: tuple[Obj, ...] # two or more objects, no two alike
+    axis: str = 'horizontal' # a key of `AXES`
+
+    def __post_init__(self):
+        object.__setattr__(self, 'objects', tuple(self.objects))
+        if self.axis not in AXES: raise ValueError(f"axis: expected one of {list(AXES)}, got {self.axis!r}")
+        if len(self.objects) < 2 or len(set(self.objects)) < len(self.objects):
+            raise ValueError(f"objects: expected two or more distinct objects, got {self.objects}")
+
+    def relation(self, i: int, j: int) -> str | None:
+        "The relation of object `i` to object `j` ('left of' when i comes before j in a row), None for i == j."
+        return None if i == j else AXES[self.axis][0 if i < j else 1]
+
+def render_board(board: Board, size: int = 32, rng: np.random.Generator | None = None) -> Image.Image:
+    "An RGB image of `board`: the objects evenly spaced along its axis, jittered by `rng`."
+    if not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"size: expected an int >= 8, got {size!r}")
+    u = (lambda lo, hi: rng.uniform(lo, hi)) if rng is not None else (lambda lo, hi: (lo + hi) / 2)
+    big, k = size * 4, len(board.objects)
+    im = Image.new('RGB', (big, big)); draw = ImageDraw.Draw(im)
+    for i, obj in enumerate(board.objects):
+        along, across = (i + 0.5) / k + u(-0.02, 0.02), u(0.42, 0.58)
+        x, y = (along, across) if board.axis == 'horizontal' else (across, along)
+        _draw(draw, obj, x * big, y * big, u(0.1, 0.13) * big * 3 / max(k, 3))
+    return im.resize((size, size), Image.Resampling.BOX)
+
+# %% ../nbs/05_shapes.ipynb #7f169aec
+@dataclass(frozen=True)
+class Referring:
+    "A referring expression 'the [colour] <shape> [<relation> the <landmark>]': 'the circle left of the green square'."
+    shape: str # the referred object's shape
+    color: str | None = None # its colour, when the expression says it
+    relation: str | None = None # its relation to `landmark`, when the expression says it
+    landmark: Obj | None = None
+
+    def __post_init__(self):
+        if (self.relation is None) != (self.landmark is None):
+            raise ValueError("relation, landmark: give both or neither")
+        if self.relation is not None and self.relation not in RELATIONS:
+            raise ValueError(f"relation: expected one of {list(RELATIONS)}, got {self.relation!r}")
+
+    def __str__(self) -> str:
+        head = ' '.join(w for w in ('the', self.color, self.shape) if w)
+        if self.relation is None: return head
+        return f'{head} {self.relation} the {self.landmark.color} {self.landmark.shape}'
+
+def referents(board: Board, expr: Referring) -> list[int]:
+    "The indices of the objects of `board` that `expr` describes."
+    marks = [j for j, o in enumerate(board.objects) if o == expr.landmark]
+    return [i for i, o in enumerate(board.objects) if o.shape == expr.shape and expr.color in (None, o.color)
+            and (expr.relation is None or any(board.relation(i, j) == expr.relation for j in marks))]
+
+# %% ../nbs/05_shapes.ipynb #198c8fcd
+def refer(board: Board, target: int, rng: np.random.Generator) -> Referring:
+    "A random expression that names `board.objects[target]` and nothing else: a random form, then a random landmark."
+    t = board.objects[target]
+    rel = [Referring(t.shape, None, board.relation(target, j), o) for j, o in enumerate(board.objects) if j != target]
+    forms = [[Referring(t.shape, t.color)], [e for e in rel if referents(board, e) == [target]],
+             [Referring(t.shape, t.color, e.relation, e.landmark) for e in rel]]
+    options = [f for f in forms if f]
+    pick = options[rng.integers(len(options))]
+    return pick[rng.integers(len(pick))]
+
+def any_board(rng: np.random.Generator, k: int = 3) -> Board:
+    "A random row or column of `k` distinct objects over all colour-shape pairs."
+    pairs = [Obj(c, s) for c in COLORS for s in SHAPES]
+    objects = tuple(pairs[i] for i in rng.choice(len(pairs), k, replace=False))
+    return Board(objects, ('horizontal', 'vertical')[rng.integers(2)])
+
+# %% ../nbs/05_shapes.ipynb #be96ca5e
+@dataclass
+class RefExample:
+    "An image of a board, an expression naming one of its objects, and other images' expressions that name none."
+    image: Image.Image
+    board: Board
+    target: int # index of the referred object in `board.objects`
+    expression: Referring
+    negatives: list[Referring]
+
+def negative_expressions(board: Board, positive: Referring, pool: list[Referring], n: int,
+                         rng: np.random.Generator) -> list[Referring]:
+    "`n` distinct expressions from `pool`, taken in a seeded random order, that name nothing on `board`."
+    out, seen = [], {str(positive)}
+    for i in rng.permutation(len(pool)):
+        e = pool[i]
+        if str(e) not in seen and not referents(board, e): out.append(e); seen.add(str(e))
+        if len(out) == n: return out
+    raise ValueError(f"n: {len(pool)} examples give one image only {len(out)} usable negative expressions; need {n}")
+
+def refcocog_task(split: str, # 'train' or 'test'
+                  n: int, seed: int = 0, size: int = 32, # images, their seed, image side
+                  n_negatives: int = 9, # negative expressions per image (RefCOCOg's protocol: 9)
+                 ) -> list[RefExample]:
+    "`n` RefCOCOg-like examples: three shapes in a row or column, one referred to, negatives from the other images."
+    rng, made = task_rng('refcocog', split, seed), []
+    _check_n(n)
+    for _ in range(n):
+        board = any_board(rng); target = int(rng.integers(len(board.objects)))
+        made.append((board, target, refer(board, target, rng), render_board(board, size, rng)))
+    pool = [e for _, _, e, _ in made]
+    return [RefExample(im, b, t, e, negative_expressions(b, e, pool, n_negatives, rng)) for b, t, e, im in made]
+
+# %% ../nbs/05_shapes.ipynb #56aea15a
+VQA_TYPES: tuple[str, ...] = ('color', 'shape', 'position') # question types (the subsets)
+POSITIONS: dict[str, str] = {'left of': 'left', 'right of': 'right', 'above': 'above', 'below': 'below'}
+ANSWERS: tuple[str, ...] = (*COLORS, *SHAPES, *POSITIONS.values()) # every answer of every question type
+
+def question(scene: Scene, qtype: str, i: int) -> tuple[str, str]:
+    "A question of type `qtype` about object `i` of a two-object scene, and its answer."
+    if qtype not in VQA_TYPES: raise ValueError(f"qtype: expected one of {VQA_TYPES}, got {qtype!r}")
+    o = scene.objects[i]
+    if qtype == 'color': return f'color of the {o.shape}?', o.color
+    if qtype == 'shape': return f'what is {o.color}?', o.shape
+    return f'where is the {o.color} {o.shape}?', POSITIONS[scene.relation if i == 0 else OPPOSITE[scene.relation]]
+
+def qa_text(question: str, answer: str) -> str:
+    "A question and an answer as one text, as the official code builds VQAv2's sentences: 'what is red? circle'."
+    return f'{question} {answer}'
+
+# %% ../nbs/05_shapes.ipynb #dd3f4bb9
+@dataclass
+class VQAExample:
+    "An image, a question about it, its answer, and wrong answers."
+    image: Image.Image
+    scene: Scene
+    question: str
+    answer: str
+    qtype: str # one of `VQA_TYPES`
+    negatives: list[str] # wrong answers
+
+    @property
+    def texts(self) -> list[str]: return [qa_text(self.question, a) for a in [self.answer, *self.negatives]]
+
+def vqa_task(split: str, # 'train' or 'test'
+             n: int, seed: int = 0, size: int = 32, # examples, their seed, image side
+             n_negatives: int = 9, # wrong answers per question (VQAv2 as matching: 9)
+            ) -> list[VQAExample]:
+    "`n` VQA-like examples; the question type cycles through colour, shape, position."
+    if not 1 <= n_negatives < len(ANSWERS):
+        raise ValueError(f"n_negatives: expected 1 to {len(ANSWERS) - 1}, got {n_negatives!r}")
+    rng, out = task_rng('vqa', split, seed), []
+    _check_n(n)
+    for i in range(n):
+        scene, qtype = any_scene(rng), VQA_TYPES[i % 3]
+        q, a = question(scene, qtype, int(rng.integers(2)))
+        wrong = [x for x in ANSWERS if x != a]
+        negs = [wrong[j] for j in rng.choice(len(wrong), n_negatives, replace=False)]
+        out.append(VQAExample(render(scene, size, rng), scene, q, a, qtype, negs))
     return out

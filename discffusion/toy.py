@@ -4,41 +4,38 @@
 
 # %% ../nbs/10_toy_model.ipynb #d641ad62
 from __future__ import annotations
-import json, math, os, shutil, time
+import json, math, shutil, time
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from PIL import Image
+from diffusers.training_utils import compute_snr
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
+from .training import Learner, cosine_schedule
+from .clip import shapes_clip, pretrain_clip, save_shapes_clip
+try: from transformers.models.clip.tokenization_clip import bytes_to_unicode  # transformers 4
+except ImportError: from transformers.convert_slow_tokenizer import bytes_to_unicode  # transformers 5 keeps it here
 
 # %% auto #0
 __all__ = ['BOS', 'EOS', 'SHAPES_CLIP', 'TEXT_ENCODERS', 'FULL', 'QUICK', 'shapes_vocabulary', 'make_tokenizer',
-           'text_encoder_config', 'vae_config', 'unet_config', 'sd_scheduler_config', 'snr', 'shifted_betas',
-           'scheduler_config', 'build_models', 'training_data', 'to_unit', 'to_pil', 'tokenize', 'lr_at', 'vae_loss',
-           'encode_latents', 'diffusion_loss', 'pretrained_text_encoder', 'save_pipeline', 'train_toy', 'color_masks',
-           'find_objects', 'matches']
+           'text_encoder_config', 'vae_config', 'unet_config', 'sd_scheduler_config', 'shifted_betas',
+           'scheduler_config', 'build_models', 'training_data', 'to_unit', 'to_pil', 'caption_ids', 'vae_loss',
+           'encode_latents', 'diffusion_loss', 'pretrained_clip', 'text_tower', 'save_pipeline', 'train_toy',
+           'color_masks', 'find_objects', 'matches']
 
 # %% ../nbs/10_toy_model.ipynb #f9fbeaf3
 def shapes_vocabulary() -> list[str]:
     "Every word the shapes-world grammar uses."
     return sorted({'a', *COLORS, *SHAPES, *' '.join(RELATIONS).split()})
 
-def _bytes_to_unicode() -> dict[int, str]:
-    "CLIP's (and GPT-2's) map from bytes to printable unicode characters."
-    bs = list(range(ord('!'), ord('~') + 1)) + list(range(ord('¡'), ord('¬') + 1)) + list(range(ord('®'), ord('ÿ') + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs: bs.append(b); cs.append(256 + n); n += 1
-    return dict(zip(bs, map(chr, cs)))
-
 # %% ../nbs/10_toy_model.ipynb #1aa1776a
 def _train_merges(words: list[str]) -> list[tuple[str, str]]:
     "BPE merges, learnt with the `tokenizers` library, that turn each of `words` into one token."
     from tokenizers import Tokenizer, models, trainers, pre_tokenizers
     tok = Tokenizer(models.BPE(end_of_word_suffix='</w>'))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     trainer = trainers.BpeTrainer(vocab_size=10_000, min_frequency=1, show_progress=False, end_of_word_suffix='</w>',
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train_from_iterator([' '.join(words)], trainer)
@@ -54,11 +51,12 @@ def make_tokenizer(folder: str | Path, # where to save vocab.json, merges.txt an
     "Train and save a CLIP-format tokenizer for the shapes vocabulary; return it loaded with `CLIPTokenizer`."
     from transformers import CLIPTokenizer
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     merges = _train_merges(shapes_vocabulary())
     vocab = chars + [c + '</w>' for c in chars] + [a + b for a, b in merges] + [BOS, EOS]
     (folder/'vocab.json').write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
-    (folder/'merges.txt').write_text('#version: 0.2\n' + '\n'.join(f'{a} {b}' for a, b in merges) + '\n', encoding='utf-8')
+    merges_txt = '#version: 0.2\n' + '\n'.join(f'{a} {b}' for a, b in merges) + '\n'
+    (folder/'merges.txt').write_text(merges_txt, encoding='utf-8')
     tok = CLIPTokenizer(vocab=str(folder/'vocab.json'), merges=str(folder/'merges.txt'), model_max_length=max_length)
     tok.save_pretrained(folder)
     return CLIPTokenizer.from_pretrained(folder)
@@ -68,17 +66,20 @@ def text_encoder_config(tokenizer, hidden: int = 128, layers: int = 3, heads: in
     "Config of the tiny `CLIPTextModel`."
     return dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
                 num_attention_heads=heads, max_position_embeddings=tokenizer.model_max_length, projection_dim=hidden,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
 
 def vae_config(size: int = 32) -> dict:
     "Config of the tiny `AutoencoderKL`: 3 levels, so 4× smaller latents with 4 channels."
-    return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1, norm_num_groups=8,
-                block_out_channels=(16, 32, 64), down_block_types=('DownEncoderBlock2D',) * 3, up_block_types=('UpDecoderBlock2D',) * 3)
+    return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=size, layers_per_block=1,
+                norm_num_groups=8, block_out_channels=(16, 32, 64), down_block_types=('DownEncoderBlock2D',) * 3,
+                up_block_types=('UpDecoderBlock2D',) * 3)
 
 def unet_config(size: int = 8, cross_dim: int = 128) -> dict:
-    "Config of the tiny `UNet2DConditionModel`: two levels (8×8, 4×4), cross-attention down, in the 4×4 mid block and up at 4×4."
+    "The tiny `UNet2DConditionModel`: levels 8×8 and 4×4; cross-attention down, in the 4×4 mid block, up at 4×4."
     return dict(sample_size=size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(64, 96),
-                down_block_types=('CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'), up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
+                down_block_types=('CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'),
+                up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
                 cross_attention_dim=cross_dim, attention_head_dim=4, norm_num_groups=16)
 
 def sd_scheduler_config() -> dict:
@@ -87,18 +88,14 @@ def sd_scheduler_config() -> dict:
                 prediction_type='epsilon', clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 # %% ../nbs/10_toy_model.ipynb #97707093
-def snr(scheduler) -> torch.Tensor:
-    "Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t) of each training timestep of a diffusers scheduler."
-    ab = scheduler.alphas_cumprod.double()
-    return ab / (1 - ab)
-
 def shifted_betas(shift: float, # factor on the SNR of SD's schedule
                   until: int, # the factor holds up to this timestep, then tapers off (in log SNR) to none at t = 999
                  ) -> list[float]:
     "Betas of SD's schedule with its SNR multiplied by `shift` up to t = `until`."
     from diffusers import DDIMScheduler
-    sd_snr, t = snr(DDIMScheduler(**sd_scheduler_config())), torch.arange(1000, dtype=torch.float64)
-    alpha_bar = torch.sigmoid(sd_snr.log() + math.log(shift) * ((999 - t) / (999 - until)).clamp(0, 1))
+    t = torch.arange(1000)
+    sd_snr = compute_snr(DDIMScheduler(**sd_scheduler_config()), t).double()  # ᾱ_t / (1 − ᾱ_t), in diffusers' float32
+    alpha_bar = torch.sigmoid(sd_snr.log() + math.log(shift) * ((999 - t.double()) / (999 - until)).clamp(0, 1))
     return (1 - alpha_bar / torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])).tolist()
 
 def scheduler_config(shift: float = 16, until: int = 700) -> dict:
@@ -114,7 +111,8 @@ def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3,
     from transformers import CLIPTextConfig, CLIPTextModel
     torch.manual_seed(seed)
     vae = AutoencoderKL(**vae_config(size))
-    if text_encoder is None: text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
+    if text_encoder is None:
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
     else: torch.manual_seed(seed + 7)  # a given encoder: the UNet gets a draw of its own
     unet = UNet2DConditionModel(**unet_config(size // 4, text_encoder.config.hidden_size))
     return vae, text_encoder, unet, DDIMScheduler(**scheduler_config())
@@ -131,7 +129,8 @@ def training_data(n: int, # number of images
                   partial_captions: float = 0.0, # share of two-object images captioned by one of their objects only
                  ) -> tuple[torch.Tensor, list[str]]:
     "`n` images (uint8, N×3×H×W) of the *train* split and their captions."
-    if not 0 <= partial_captions <= 1: raise ValueError(f"partial_captions: expected a share in [0, 1], got {partial_captions!r}")
+    if not 0 <= partial_captions <= 1:
+        raise ValueError(f"partial_captions: expected a share in [0, 1], got {partial_captions!r}")
     exs = make_split('train', n, seed=seed, size=size, two_objects=two_objects)
     images = torch.from_numpy(np.stack([np.asarray(e.image) for e in exs])).permute(0, 3, 1, 2).contiguous()
     return images, _partial_captions(exs, partial_captions, seed)
@@ -144,63 +143,15 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     "uint8 images (N×3×H×W) back to PIL images, for image processors that take them (a CLIP's, say)."
     return [Image.fromarray(x) for x in images.permute(0, 2, 3, 1).numpy()]
 
-def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
+def caption_ids(tokenizer, texts: list[str]) -> torch.Tensor:
     "Token ids padded (with `<|endoftext|>`) and truncated to `model_max_length`, as the SD pipeline does."
-    return tokenizer(texts, padding='max_length', max_length=tokenizer.model_max_length, truncation=True, return_tensors='pt').input_ids
-
-# %% ../nbs/10_toy_model.ipynb #2423a7e6
-def _save(path: Path, state: dict):
-    "Write `state` to `path` atomically (an interruption never leaves a half-written checkpoint)."
-    tmp = path.with_suffix('.tmp'); torch.save(state, tmp); os.replace(tmp, path)
-
-def _load(path: Path, settings: dict) -> dict | None:
-    "The checkpoint at `path`, or None; refuses one made with other `settings`."
-    if not path.exists(): return None
-    try: state = torch.load(path, weights_only=True)
-    except Exception as e: raise ValueError(f"resume: cannot read the checkpoint {path} ({type(e).__name__}); delete it or pass resume=False") from e
-    if json.loads(state['settings']) != json.loads(json.dumps(settings)):
-        raise ValueError(f"resume: {path} was written with other settings; pass resume=False to start over")
-    return state
-
-# %% ../nbs/10_toy_model.ipynb #2e5c624e
-def lr_at(step: int, total: int, lr: float, warmup: int) -> float:
-    "Linear warm-up, then cosine decay to a tenth of `lr`."
-    if step < warmup: return lr * (step + 1) / warmup
-    return lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
-
-# %% ../nbs/10_toy_model.ipynb #91b8752f
-def _fit(name: str, modules: dict, loss_fn, steps: int, lr: float, warmup: int, gen: torch.Generator,
-         ckpt: Path, every: int, settings: dict, ema_decay: float | None = None) -> dict:
-    "Train `modules` for `steps` AdamW steps of `loss_fn(gen)`, resuming from and saving to `ckpt`; return the EMA weights."
-    params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
-    ema = {k: {n: t.detach().clone() for n, t in m.state_dict().items()} for k, m in modules.items()}
-    start = 0
-    if (state := _load(ckpt, settings)) is not None:
-        for k, m in modules.items(): m.load_state_dict(state['model'][k])
-        opt.load_state_dict(state['opt']); gen.set_state(state['gen']); ema, start = state['ema'], state['step']
-    def save(step): _save(ckpt, dict(model={k: m.state_dict() for k, m in modules.items()}, opt=opt.state_dict(),
-                                      gen=gen.get_state(), ema=ema, step=step, settings=json.dumps(settings)))
-    for m in modules.values(): m.train()
-    pbar = tqdm(range(start, steps), desc=name, initial=start, total=steps)
-    for step in pbar:
-        for g in opt.param_groups: g['lr'] = lr_at(step, steps, lr, warmup)
-        loss = loss_fn(gen)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
-        d = min(ema_decay or 0.0, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, m in modules.items():
-                for n, t in m.state_dict().items():
-                    if t.is_floating_point(): ema[k][n].lerp_(t, 1 - d)
-        if step % 10 == 0: pbar.set_postfix(loss=f'{loss.item():.4f}')
-        if (step + 1) % every == 0 or step + 1 == steps: save(step + 1)
-    return ema
+    return tokenizer(texts, padding='max_length', max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors='pt').input_ids
 
 # %% ../nbs/10_toy_model.ipynb #39244902
 def vae_loss(vae, images: torch.Tensor, batch_size: int, kl_weight: float = 1e-6):
     "A function of a generator: the VAE's reconstruction + KL loss on a random batch of `images`."
-    def loss(gen):
+    def loss(gen, i=0):
         x = to_unit(images[torch.randint(len(images), (batch_size,), generator=gen)])
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=gen)).sample
@@ -211,13 +162,14 @@ def vae_loss(vae, images: torch.Tensor, batch_size: int, kl_weight: float = 1e-6
 def encode_latents(vae, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     "Posterior means of `images`, unscaled."
     vae.eval()
-    return torch.cat([vae.encode(to_unit(images[i:i + batch_size])).latent_dist.mean for i in range(0, len(images), batch_size)])
+    return torch.cat([vae.encode(to_unit(images[i:i + batch_size])).latent_dist.mean
+                      for i in range(0, len(images), batch_size)])
 
 # %% ../nbs/10_toy_model.ipynb #829cbd8c
 def diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty_ids, batch_size: int, p_uncond: float = 0.1):
     "A function of a generator: the epsilon-prediction loss on a random batch, with caption dropout."
     T = scheduler.config.num_train_timesteps
-    def loss(gen):
+    def loss(gen, i=0):
         idx = torch.randint(len(latents), (batch_size,), generator=gen)
         z0, tok = latents[idx], ids[idx].clone()
         tok[torch.rand(batch_size, generator=gen) < p_uncond] = empty_ids
@@ -228,19 +180,22 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty_ids, batch
     return loss
 
 # %% ../nbs/10_toy_model.ipynb #5ed24c8c
-SHAPES_CLIP = dict(hidden=64, layers=3, patch=4, projection=64) # sizes of the shapes-world CLIP (`evaluation.shapes_clip`) whose text tower the CLIP recipes use
+# sizes of the shapes-world CLIP (`clip.shapes_clip`) whose text tower the CLIP recipes use
+SHAPES_CLIP = dict(hidden=64, layers=3, patch=4, projection=64)
 
-def pretrained_text_encoder(tokenizer, images: torch.Tensor, captions: list[str], # the training pairs (uint8 images)
-                            steps: int, seed: int, ckpt: Path, settings: dict, # CLIP steps; checkpoint file and the run's settings
-                            batch_size: int = 128):
-    "The text tower of a shapes-world CLIP trained with CLIP's objective on the pairs, as a frozen `CLIPTextModel`."
-    from transformers import CLIPTextModel
-    from discffusion.evaluation import shapes_clip, pretrain_clip
+def pretrained_clip(tokenizer, images: torch.Tensor, captions: list[str], # the training pairs (uint8 images)
+                    steps: int, seed: int, # CLIP steps, and the seed of its weights and batches
+                    out: Path, settings: dict, # checkpoint folder, and the run's settings
+                    batch_size: int = 128, every: int = 0):
+    "A shapes-world CLIP (`SHAPES_CLIP`) trained with CLIP's objective on the pairs, resuming from `out`."
     clip = shapes_clip(**SHAPES_CLIP, seed=seed, tokenizer=tokenizer)
-    if (state := _load(ckpt, settings)) is not None: clip.model.load_state_dict(state['model'])
-    else:
-        pretrain_clip(clip, to_pil(images), captions, steps=steps, batch_size=min(batch_size, len(images)), seed=seed)
-        _save(ckpt, dict(model=clip.model.state_dict(), settings=json.dumps(settings)))
+    pretrain_clip(clip, to_pil(images), captions, steps=steps, batch_size=min(batch_size, len(images)), seed=seed,
+                  out=out, every=every, settings=settings)
+    return clip
+
+def text_tower(clip) -> torch.nn.Module:
+    "The text tower of a CLIP scorer, as a frozen `CLIPTextModel`."
+    from transformers import CLIPTextModel
     text_encoder = CLIPTextModel(clip.model.config.text_config)
     text_encoder.load_state_dict(clip.model.text_model.state_dict())
     return text_encoder.requires_grad_(False).eval()
@@ -249,31 +204,39 @@ def pretrained_text_encoder(tokenizer, images: torch.Tensor, captions: list[str]
 def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler) -> Path:
     "Save a `StableDiffusionPipeline` folder (no safety checker) with safetensors weights."
     from diffusers import StableDiffusionPipeline
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out, safe_serialization=True)
     return Path(out)
 
 # %% ../nbs/10_toy_model.ipynb #b8e16d32
-TEXT_ENCODERS = ('joint', 'clip', 'clip-tuned') # trained with the UNet; pretrained with CLIP's objective (`pretrained_text_encoder`) and frozen; or pretrained, then trained with the UNet
-FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64, warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=2000)
-QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1, every=2, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=3)
+# the text encoder: trained with the UNet; pretrained with CLIP's objective (`pretrained_clip`) and frozen;
+# or pretrained, then trained with the UNet
+TEXT_ENCODERS = ('joint', 'clip', 'clip-tuned')
+FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_steps=6_000, unet_lr=5e-4, batch_size=64,
+            warmup=200, every=250, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=2000)
+QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1,
+             every=2, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=3)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
               quick: bool = False, # a few steps on a few images: a smoke test of the code path
-              resume: bool = True, # continue from `out/checkpoints`, or return `out` at once if it holds a finished model
+              resume: bool = True, # continue from `out/checkpoints`, or return at once if `out` holds a finished model
               keep_checkpoints: bool = False, # keep `out/checkpoints` after the model is saved
-              threads: int | None = 1, # torch CPU threads while training (1 does not stall when the cores are shared); None: leave as is
+              threads: int | None = 1, # torch CPU threads (1 does not stall when cores are shared); None: as they are
               **overrides, # any key of `FULL`, e.g. `unet_steps=2000`
              ) -> Path:
     "Train the tiny shapes-world Stable Diffusion pipeline and save it to `out`."
     settings = {**(QUICK if quick else FULL), 'seed': int(seed)}
-    if unknown := set(overrides) - set(FULL): raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
+    if unknown := set(overrides) - set(FULL):
+        raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
     settings.update(overrides)
-    if settings['text_encoder'] not in TEXT_ENCODERS: raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
+    if settings['text_encoder'] not in TEXT_ENCODERS:
+        raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
     if settings['text_encoder'] != 'joint' and settings['text_layers'] != SHAPES_CLIP['layers']:
-        raise ValueError(f"text_layers: the {settings['text_encoder']!r} recipe uses the shapes CLIP's text tower, which has {SHAPES_CLIP['layers']} layers; "
+        raise ValueError(f"text_layers: the {settings['text_encoder']!r} recipe uses the shapes CLIP's text tower, "
+                         f"which has {SHAPES_CLIP['layers']} layers; "
                          f"got {settings['text_layers']} (choose the depth with text_encoder='joint')")
     out = Path(out)
     if resume and (out/'model_index.json').exists() and not (out/'checkpoints').exists(): return out
@@ -285,28 +248,33 @@ def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` whi
 # %% ../nbs/10_toy_model.ipynb #ef65ad0e
 def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> Path:
     "The body of `train_toy`."
-    ck, seed = out/'checkpoints', settings['seed']
+    ck, s, seed = out/'checkpoints', settings, settings['seed']
     if not resume: shutil.rmtree(ck, ignore_errors=True)
     ck.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    tokenizer, s = make_tokenizer(ck/'tokenizer'), settings
+    tokenizer = make_tokenizer(ck/'tokenizer')
     images, captions = training_data(s['n_images'], seed, partial_captions=s['partial_captions'])
-    pretrained = None if s['text_encoder'] == 'joint' else pretrained_text_encoder(tokenizer, images, captions, s['clip_steps'], seed, ck/'clip.pt', s)
-    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=s['text_layers'], text_encoder=pretrained)
-    ema = _fit('vae', {'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], s['vae_lr'], s['warmup'] // 4,
-               torch.Generator().manual_seed(seed), ck/'vae.pt', s['every'], settings)
+    clip = None if s['text_encoder'] == 'joint' else pretrained_clip(tokenizer, images, captions, s['clip_steps'], seed,
+                                                                     ck/'clip', s, every=s['every'])
+    vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=s['text_layers'],
+                                                      text_encoder=clip and text_tower(clip))
+    stage = dict(max_grad_norm=1.0, settings=settings, every=s['every'])
+    Learner({'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], lr=s['vae_lr'], seed=seed,
+            schedule=cosine_schedule(s['warmup'] // 4, 0.1), out=ck/'vae', desc='vae', **stage).fit()
     latents = encode_latents(vae, images)
     vae.register_to_config(scaling_factor=float(1 / latents.std()))
     latents = latents * vae.config.scaling_factor
-    ids, empty = tokenize(tokenizer, captions), tokenize(tokenizer, [''])[0]
+    ids, empty = caption_ids(tokenizer, captions), caption_ids(tokenizer, [''])[0]
     loss = diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty, s['batch_size'])
-    trained = {'unet': unet} if s['text_encoder'] == 'clip' else {'unet': unet, 'text_encoder': text_encoder.requires_grad_(True)}
-    ema = _fit('unet', trained, loss, s['unet_steps'], s['unet_lr'], s['warmup'],
-               torch.Generator().manual_seed(seed + 1), ck/'unet.pt', s['every'], settings, ema_decay=0.999)
-    for k, m in trained.items(): m.load_state_dict(ema[k])
+    trained = {'unet': unet}
+    if s['text_encoder'] != 'clip': trained['text_encoder'] = text_encoder.requires_grad_(True)
+    Learner(trained, loss, s['unet_steps'], lr=s['unet_lr'], seed=seed + 1, schedule=cosine_schedule(s['warmup'], 0.1),
+            ema_decay=0.999, out=ck/'unet', desc='unet', **stage).fit()  # ends with the EMA weights
     for m in (vae, unet, text_encoder): m.eval()
     save_pipeline(out, vae, text_encoder, make_tokenizer(out/'tokenizer'), unet, scheduler)
-    (out/'training.json').write_text(json.dumps({**settings, 'seconds': round(time.time() - t0, 1), 'torch': torch.__version__}, indent=1))
+    if clip is not None: save_shapes_clip(clip, out/'clip')
+    record = {**settings, 'seconds': round(time.time() - t0, 1), 'torch': torch.__version__}
+    (out/'training.json').write_text(json.dumps(record, indent=1))
     if not keep_checkpoints: shutil.rmtree(ck)
     return out
 
@@ -332,7 +300,8 @@ def find_objects(image, min_share: float = 0.02) -> list[dict]:
     for c, m in color_masks(image).items():
         if m.mean() < min_share: continue
         ys, xs = np.nonzero(m)
-        out.append(dict(color=c, x=(xs.mean() + .5) / m.shape[1], y=(ys.mean() + .5) / m.shape[0], shape=_shape_of(m), share=float(m.mean())))
+        out.append(dict(color=c, x=(xs.mean() + .5) / m.shape[1], y=(ys.mean() + .5) / m.shape[0], shape=_shape_of(m),
+                        share=float(m.mean())))
     return out
 
 # %% ../nbs/10_toy_model.ipynb #cb844a82

@@ -44,3 +44,31 @@ def test_cell_3():
     test_fail(lambda: make_split('train', -1), contains='n:')
     test_fail(lambda: make_split('train', 3, two_objects=2), contains='two_objects')
     test_fail(lambda: render(Scene((Obj('red', 'circle'),)), size=2), contains='size')
+
+
+def test_cell_4():
+    import numpy as np
+    TASK_FNS = {'comvg': comvg_task, 'refcocog': refcocog_task, 'vqa': vqa_task}
+    pairs = lambda objs: {(o.color, o.shape) for o in objs}
+    for task, make in TASK_FNS.items():
+        a, b, other = make('test', 60, seed=2), make('test', 60, seed=2), make('test', 60, seed=3)
+        assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, b)), task
+        assert not all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, other)), task
+        train = {np.asarray(e.image).tobytes() for e in make('train', 200, seed=2)}
+        assert not train & {np.asarray(e.image).tobytes() for e in make('test', 200, seed=2)}, task
+        for split in TASK_SPLITS:
+            objs = [(e.board if task == 'refcocog' else e.scene).objects for e in make(split, 60, seed=0)]
+            assert sum(bool(pairs(o) & HELD_OUT) for o in objs) >= 10, (task, split)
+
+
+def test_cell_5():
+    from transformers import CLIPTokenizer
+    from discffusion.core import embedded_model_path
+    tok = CLIPTokenizer.from_pretrained(embedded_model_path()/'tokenizer')
+    texts = ([e.sentence for e in comvg_task('test', 60)] + [t for e in vqa_task('test', 60) for t in e.texts]
+             + [str(x) for e in refcocog_task('test', 60) for x in (e.expression, *e.negatives)])
+    test_eq(max(len(tok(t).input_ids) for t in texts) <= tok.model_max_length, True)
+    objs = [Obj(c, sh) for c in COLORS for sh in SHAPES]
+    captions = {caption(Scene((o,))) for o in objs}
+    captions |= {caption(Scene((a, b), r)) for a in objs for b in objs for r in RELATIONS}
+    assert not set(texts) & captions
