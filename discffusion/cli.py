@@ -9,16 +9,15 @@ from contextlib import contextmanager
 from functools import partialmethod
 from pathlib import Path
 import torch
-from .core import check_device
 from .toy import TEXT_ENCODERS
 
 # %% auto #0
 __all__ = ['ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
            'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'one_line', 'in_flag_words', 'BadInput', 'flag_by_value',
            'cli_message', 'blame', 'OneLineParser', 'writable_file', 'nonfinite_at', 'finite_result',
-           'one_line_warnings', 'peak_rss_mib', 'RunMeter', 'progress_for_logs', 'cmd_score', 'cmd_train_toy',
-           'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo', 'eval_records', 'scorer_options',
-           'cmd_eval', 'cmd_train', 'build_parser', 'run_device', 'run', 'main']
+           'one_line_warnings', 'RunMeter', 'progress_for_logs', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo',
+           'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval',
+           'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
@@ -40,7 +39,8 @@ ALIASES = {  # names in library messages -> what the user typed, where they diff
     'eval': {'matching file': '--path', 'matching CSV': '--path', 'matching JSONL': '--path', 'image_root': '--images',
              'images': 'an image of the dataset', 'texts': 'a text of the dataset', 'sampling_steps': '--timesteps'},
     'demo': {'sampling_steps': '--timesteps'},
-    'train': {'adapter': '--out', 'sampling_steps': '--timesteps', 'scorer_timesteps': '--timesteps'},
+    'train': {'adapter': '--out', 'resume': '--out', 'k': '--shots', 'records': '--path',
+              'sampling_steps': '--timesteps', 'scorer_timesteps': '--timesteps'},
     'train-toy': {'resume': '--out'}}
 SWITCHES = {'resume=False': {'train': '--overwrite', 'train-toy': '--restart'}, 'overwrite=True': '--overwrite',
             'skip_missing=True': '--skip-missing',
@@ -147,13 +147,6 @@ def one_line_warnings(args: argparse.Namespace):
         yield
 
 # %% ../nbs/14_cli.ipynb #37eecdb5
-def peak_rss_mib() -> float | None:
-    "The peak resident memory of this process so far, in MiB (None where the system does not say)."
-    try: import resource
-    except ImportError: return None   # Windows
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10   # bytes on macOS, KiB on Linux
-
 class RunMeter:
     "Wall time and peak memory of one command on its device: CUDA's peak allocation, else the process's peak RSS."
     def __init__(self, device: str | torch.device = 'cpu'):
@@ -169,14 +162,12 @@ class RunMeter:
 
     def report(self) -> dict:
         "`{'device', 'seconds', 'peak_memory_mib', 'peak_memory_of'}` so far."
-        device = self.ran_on()
-        if device.type == 'cuda':
-            peak, of = torch.cuda.max_memory_allocated(device) / 2**20, 'torch.cuda.max_memory_allocated'
-        elif device.type == 'mps':
-            peak, of = torch.mps.driver_allocated_memory() / 2**20, 'MPS memory at the end (MPS keeps no peak)'
-        else: peak, of = peak_rss_mib(), 'peak RSS of the process'
-        return dict(device=str(device), seconds=round(time.perf_counter() - self.start, 3),
-                    peak_memory_mib=None if peak is None else round(peak, 1), peak_memory_of=of)
+        from discffusion.prompt_learning import peak_memory   # the one reading, shared with the training report
+        device, seconds = self.ran_on(), round(time.perf_counter() - self.start, 3)
+        peak = peak_memory(device)
+        of = 'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'peak RSS of the process'
+        mib = None if peak is None else round(peak / 2**20, 1)
+        return dict(device=str(device), seconds=seconds, peak_memory_mib=mib, peak_memory_of=of)
 
     def __str__(self):
         r = self.report()
@@ -321,12 +312,16 @@ def cmd_demo(args):
 # %% ../nbs/14_cli.ipynb #33c4cae3
 UNREAD = {'winoground': ('images',)}   # flags a reader does not read (the shapes datasets, generated, read neither)
 
-def eval_records(args):
-    "The records of `--dataset` from `--path`/`--images`; an error naming the file when there are none to evaluate."
-    from discffusion.data import load_records
+def refuse_unread(args):
+    "An error naming the first of `--path`/`--images` given that `--dataset` does not read (rather than ignoring it)."
     unread = ('path', 'images') if args.dataset.startswith('shapes') else UNREAD.get(args.dataset, ())
     if given := [f'--{f}' for f in unread if getattr(args, f) is not None]:
         raise BadInput(f"{given[0]}: --dataset {args.dataset} does not read it")
+
+def eval_records(args):
+    "The records of `--dataset` from `--path`/`--images`; an error naming the file when there are none to evaluate."
+    from discffusion.data import load_records
+    refuse_unread(args)
     with blame(args, '--path'):
         records = load_records(args.dataset, args.path, args.images, split=args.split, limit=args.limit, seed=args.seed,
                                skip_missing=args.skip_missing)
@@ -345,13 +340,28 @@ def scorer_options(args) -> dict:
     opts = dict(preset=args.preset, timesteps=args.timesteps, seed=args.seed, batch_size=args.batch_size)
     return {k: v for k, v in opts.items() if v is not None}
 
+def _adapter_scorer(args, opts: dict):
+    "A scorer with the preset, grid and noise seed `--adapter` was trained for (unless given), the adapter loaded."
+    from discffusion.prompt_learning import adapter_scorer
+    from discffusion.adapters import read_adapter_info
+    with blame(args, '--adapter'):   # a model named in the message is blamed on --model (`flag_by_value`)
+        info = read_adapter_info(args.adapter)
+        scorer = adapter_scorer(args.adapter, args.scorer, args.model, args.device, **opts)
+    scorer.source = f'{scorer.source} with adapter {args.adapter}'   # named if its scores are not finite
+    if not args.json:
+        print(f"adapter {args.adapter}: trained on {info.get('dataset')} ({'/'.join(info.get('directions', []))} "
+              f"candidates) for {info.get('scorer')}; scoring with preset {getattr(scorer, 'preset', None)!r}, "
+              f"timesteps {getattr(scorer, 'timesteps', None)}")
+    return scorer
+
 def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     "Evaluate a scorer on a dataset; print a table or JSON (the `meter`'s report under `run`); maybe save the JSON."
     from discffusion.evaluation import build_scorer, evaluate, format_results
     out = writable_file(args.out, '--out') if args.out else None   # refused now rather than after the evaluation
     opts, records = scorer_options(args), eval_records(args)
-    with blame(args, '--model'): scorer = build_scorer(args.scorer, args.model, device=args.device, **opts)
-    if args.adapter is not None: _apply_adapter(scorer, args)
+    if args.adapter is not None: scorer = _adapter_scorer(args, opts)
+    else:
+        with blame(args, '--model'): scorer = build_scorer(args.scorer, args.model, device=args.device, **opts)
     metrics = evaluate(scorer, records, seed=args.seed, progress=not args.json)   # `run_eval` is these two steps
     result = {'dataset': args.dataset, 'model': str(args.model or 'embedded'), 'adapter': args.adapter,
               'scorer': args.scorer, 'metrics': metrics} | ({'run': meter.report()} if meter else {})
@@ -361,17 +371,37 @@ def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     return result
 
 # %% ../nbs/14_cli.ipynb #653ee4c1
-def cmd_train(args) -> Path:
-    "Few-shot train an adapter and save it to `--out`."
-    from discffusion.prompt_learning import train_shapes
-    opts = dict(lr=args.lr, rank=args.rank, loss=args.loss, val_every=args.val_every, scorer_timesteps=args.timesteps)
-    t0 = time.time()
-    out = train_shapes(args.out, shots=args.shots, targets=args.targets, seed=args.seed, steps=args.steps,
-                       model=args.model, preset=args.preset, overwrite=args.overwrite,
-                       **{k: v for k, v in opts.items() if v is not None})
-    print(f'saved the adapter to {out} in {time.time() - t0:.0f}s')
-    return out
+def _size(n) -> str:
+    "Bytes as MiB or GiB ('unknown' for None)."
+    return 'unknown' if n is None else f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.0f} MiB'
 
+def check_training_part(args):
+    "Read the shots of `--dataset` from `--path`/`--images` before the model loads; an error names the flag at fault."
+    from discffusion.prompt_learning import task_shots
+    refuse_unread(args)
+    if args.dataset.startswith('shapes'): return   # generated: nothing of the user's to read
+    n_val = {} if args.n_val is None else {'n_val': args.n_val}
+    with blame(args, '--path'):   # `train_adapter` reads them again: a file's rows, not its images
+        task_shots(args.dataset, args.shots, args.path, args.images, args.seed, contrast=args.contrast,
+                   skip_missing=args.skip_missing, **n_val)
+
+def cmd_train(args) -> Path:
+    "Few-shot train an adapter on K shots of a dataset's training part, save it to `--out`; print step time and memory."
+    from discffusion.prompt_learning import train_adapter
+    from discffusion.adapters import read_adapter_info
+    check_training_part(args)
+    opts = dict(targets=args.targets, steps=args.steps, preset=args.preset, timesteps=args.timesteps, lr=args.lr,
+                rank=args.rank, loss=args.loss, margin=args.margin, contrast=args.contrast, n_val=args.n_val,
+                val_every=args.val_every, batch_size=args.batch_size, accumulate=args.accumulate,
+                mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing or None)
+    out = train_adapter(args.out, args.dataset, args.shots, path=args.path, images=args.images, seed=args.seed,
+                        model=args.model, device=args.device, overwrite=args.overwrite, skip_missing=args.skip_missing,
+                        **{k: v for k, v in opts.items() if v is not None})
+    info = read_adapter_info(out)
+    if os.environ.get('RANK', '0') == '0':   # one report under `accelerate launch`
+        print(f"saved the adapter to {out}: {len(info['history']['step'])} steps in {info['seconds']:.0f}s "
+              f"({info['seconds_per_step']:.3f} s/step) on {info['device']}, peak memory {_size(info['peak_memory'])}")
+    return out
 
 # %% ../nbs/14_cli.ipynb #156b70cc
 def build_parser() -> argparse.ArgumentParser:
@@ -418,20 +448,41 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--skip-missing', action='store_true', help='skip examples whose files are missing (and report how many)')
     e.add_argument('--json', action='store_true', help='print one JSON object')
     e.add_argument('--out', default=None, help='also write the JSON to this file')
-    r = sub.add_parser('train', help='few-shot prompt learning (LoRA or prompt tokens) on the shapes world')
-    r.add_argument('--dataset', default='shapes', choices=['shapes'])
-    r.add_argument('--shots', type=int, required=True, help='K training examples, drawn with --seed')
-    r.add_argument('--targets', default='official', choices=['official', 'cross-kv', 'prompt'])
+    r = sub.add_parser('train', help="few-shot prompt learning (LoRA or prompt tokens) on K shots of a dataset's "
+                                     "training part")
+    r.add_argument('--dataset', default='shapes', choices=DATASETS, help='any but winoground (no training part)')
+    r.add_argument('--path', default=None,
+                   help='the training part: a CSV/JSONL file, the comvg/vqa folder or file, the refcocog folder')
+    r.add_argument('--images', default=None, help='the image folder')
+    r.add_argument('--shots', type=positive_int, required=True,
+                   help='K examples, drawn with --seed from the training part')
+    r.add_argument('--targets', default=None, choices=['official', 'cross-kv', 'prompt'],
+                   help="what is trained (default: the recipe's)")
     r.add_argument('--out', required=True, help='folder for the adapter (and its checkpoints)')
-    r.add_argument('--seed', type=int, default=0)
-    r.add_argument('--steps', type=int, default=100)
+    r.add_argument('--seed', type=nonnegative_int, default=0,
+                   help='the shots, validation examples, initialisation, batches')
+    r.add_argument('--steps', type=positive_int, default=None, help="optimizer steps (default: the recipe's)")
     r.add_argument('--model', default=None, help='hub id or folder (default: the embedded model)')
-    r.add_argument('--preset', default='official', choices=presets)
-    r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + ' (default spaced:2)')
-    r.add_argument('--lr', type=float, default=None); r.add_argument('--rank', type=int, default=None)
-    r.add_argument('--loss', default=None, choices=['ce', 'hinge'])
-    r.add_argument('--val-every', type=int, default=None, help='validate every N steps and keep the best state (0: keep the last)')
-    r.add_argument('--overwrite', action='store_true', help='replace an adapter that --out already holds')
+    r.add_argument('--preset', default=None, choices=presets,
+                   help="the score trained and evaluated with (default: the recipe's)")
+    r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the recipe's)")
+    r.add_argument('--lr', type=float, default=None); r.add_argument('--rank', type=positive_int, default=None)
+    r.add_argument('--loss', default=None, choices=['hinge', 'ce'])
+    r.add_argument('--margin', type=float, default=None)
+    r.add_argument('--contrast', default=None, choices=['image', 'text', 'both'], help='keep only these candidates')
+    r.add_argument('--n-val', type=nonnegative_int, default=None,
+                   help='training examples held out for validation (0: none)')
+    r.add_argument('--val-every', type=nonnegative_int, default=None,
+                   help='validate every N steps and keep the best state (0: keep the last)')
+    r.add_argument('--batch-size', type=positive_int, default=None, help='groups per micro-batch (what memory sees)')
+    r.add_argument('--accumulate', type=positive_int, default=None,
+                   help='micro-batches per optimizer step (gradient accumulation)')
+    r.add_argument('--mixed-precision', default=None, choices=['no', 'fp16', 'bf16'],
+                   help="autocast (default: the UNet's precision)")
+    r.add_argument('--gradient-checkpointing', action='store_true', help='recompute activations in the backward pass')
+    r.add_argument('--device', default=None, help="cpu, cuda, ... (default: this process's device)")
+    r.add_argument('--overwrite', action='store_true', help='replace an adapter already in --out')
+    r.add_argument('--skip-missing', action='store_true', help='skip training examples whose images are missing')
     t = sub.add_parser('train-toy', help='train the embedded shapes-world pipeline')
     t.add_argument('--out', required=True, help='folder for the pipeline')
     t.add_argument('--seed', type=nonnegative_int, default=0)
@@ -448,8 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/14_cli.ipynb #b87a8de0
 def run_device(args: argparse.Namespace) -> torch.device:
-    "The device a command runs on, checked before anything loads: its `--device` (default: the best), else the CPU."
-    return check_device(args.device) if hasattr(args, 'device') else torch.device('cpu')
+    "The device a command runs on, checked before anything loads: its `--device` (default: this process's), or the CPU."
+    from discffusion.prompt_learning import process_device   # where `train` trains, under `accelerate launch` too
+    return process_device(args.device) if hasattr(args, 'device') else torch.device('cpu')
 
 def run(argv: list[str] | None = None):
     "Parse `argv`, run the subcommand, return its result; bad input exits with status 2 and one line naming the flag."

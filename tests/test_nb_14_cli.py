@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from functools import partialmethod
 from pathlib import Path
 import torch
-from discffusion.core import check_device
 from discffusion.toy import TEXT_ENCODERS
 from fastcore.test import test_eq, test_fail
 import contextlib, io, tempfile
@@ -21,8 +20,9 @@ def test_cell_0():
     test_eq(in_flag_words("texts[0]: empty string", args)[0], "--text: empty string")               # the only one
     test_eq(in_flag_words("a.png: not a readable file", args), ("a.png: not a readable file", False))
     toy = argparse.Namespace(command='train-toy', out='toy', restart=False)
-    test_eq(in_flag_words("resume: cannot read toy/checkpoints/vae.pt; delete it or pass resume=False", toy)[0],
-            "--out: cannot read toy/checkpoints/vae.pt; delete it or pass --restart")
+    said = "resume: cannot read the checkpoint toy/checkpoints/vae/step-000002 (EOFError); delete it or pass resume=False"
+    test_eq(in_flag_words(said, toy)[0],
+            "--out: cannot read the checkpoint toy/checkpoints/vae/step-000002 (EOFError); delete it or pass --restart")
     train = argparse.Namespace(command='train', out='ad', overwrite=False)
     said = "adapter: ad already holds an adapter; pass overwrite=True (CLI: --overwrite) to replace it"
     test_eq(in_flag_words(said, train)[0], "--out: ad already holds an adapter; pass --overwrite to replace it")
