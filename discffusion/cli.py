@@ -12,7 +12,7 @@ import torch
 from .toy import TEXT_ENCODERS
 
 # %% auto #0
-__all__ = ['ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
+__all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
            'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'one_line', 'in_flag_words', 'BadInput', 'flag_by_value',
            'cli_message', 'blame', 'OneLineParser', 'writable_file', 'nonfinite_at', 'finite_result',
            'one_line_warnings', 'RunMeter', 'progress_for_logs', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo',
@@ -34,13 +34,14 @@ def format_matrix(scores: torch.Tensor, # [n_text, n_img]
     return '\n'.join([head] + rows)
 
 # %% ../nbs/14_cli.ipynb #e924685a
+READERS = {'matching file': '--path', 'matching CSV': '--path', 'matching JSONL': '--path', 'image_root': '--images'}
 ALIASES = {  # names in library messages -> what the user typed, where they differ from `--<dest>`
     'score': {'images': '--image', 'texts': '--text', 'sampling_steps': '--timesteps'},
-    'eval': {'matching file': '--path', 'matching CSV': '--path', 'matching JSONL': '--path', 'image_root': '--images',
-             'images': 'an image of the dataset', 'texts': 'a text of the dataset', 'sampling_steps': '--timesteps'},
+    'eval': READERS | {'images': 'an image of the dataset', 'texts': 'a text of the dataset',
+                       'sampling_steps': '--timesteps'},
     'demo': {'sampling_steps': '--timesteps'},
-    'train': {'adapter': '--out', 'resume': '--out', 'k': '--shots', 'records': '--path',
-              'sampling_steps': '--timesteps', 'scorer_timesteps': '--timesteps'},
+    'train': READERS | {'adapter': '--out', 'resume': '--out', 'k': '--shots', 'records': '--path',
+                        'sampling_steps': '--timesteps', 'scorer_timesteps': '--timesteps'},
     'train-toy': {'resume': '--out'}}
 SWITCHES = {'resume=False': {'train': '--overwrite', 'train-toy': '--restart'}, 'overwrite=True': '--overwrite',
             'skip_missing=True': '--skip-missing',

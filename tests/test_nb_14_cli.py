@@ -26,6 +26,7 @@ def test_cell_0():
     train = argparse.Namespace(command='train', out='ad', overwrite=False)
     said = "adapter: ad already holds an adapter; pass overwrite=True (CLI: --overwrite) to replace it"
     test_eq(in_flag_words(said, train)[0], "--out: ad already holds an adapter; pass --overwrite to replace it")
+    test_eq(in_flag_words("k: good has 1 examples; need k=5 shots", train)[0], "--shots: good has 1 examples; need k=5 shots")
     test_eq(one_line('first\n  second\n\n'), 'first second')
 
 
