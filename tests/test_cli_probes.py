@@ -39,6 +39,23 @@ def copy_model(src: Path, dst: Path, damage=None, name: str = 'unet/diffusion_py
     if damage: damage(src/name, dst/name)
     return dst
 
+def damage_checkpoints(folder: Path) -> Path:
+    "Cut every file of each checkpoint `step-*` under `folder` to half its bytes, its settings.json intact."
+    for step in folder.rglob('step-*'):
+        for f in step.iterdir():
+            if f.is_file() and f.name != 'settings.json': truncated(f, f)
+    return folder
+
+def damaged_runs(d: Path):
+    "A few-shot run and a toy-model run whose checkpoints are real (`training.Learner`'s) but cut short."
+    from discffusion.prompt_learning import train_adapter
+    from discffusion.toy import train_toy
+    train_adapter(d/'train_ck', shots=2, steps=1, n_val=0, val_every=0, preset='attention', timesteps=[500],
+                  progress=False)   # the settings of the probe's command line, so that it resumes
+    damage_checkpoints(d/'train_ck')
+    train_toy(d/'toy_ck', quick=True, keep_checkpoints=True)
+    damage_checkpoints(d/'toy_ck/checkpoints/vae')   # the second stage: the CLIP stage resumes, the VAE's cannot
+
 def make_adapter(folder: Path) -> Path:
     "A small LoRA adapter for the embedded model, with non-zero `lora_B` so that it changes scores."
     from discffusion.scoring import DSDScorer
@@ -96,8 +113,7 @@ def make_files(d: Path) -> Path:
     copy_adapter(d/'adapter', d/'adapter_nojson'); (d/'adapter_nojson/adapter.json').unlink()
     copy_model(embedded_model_path(), d/'model_badindex'); (d/'model_badindex/model_index.json').write_text('not json')
     (d/'afile').write_text('x')
-    (d/'train_ck').mkdir(); (d/'train_ck/checkpoint.pt').write_bytes(b'PK\x03\x04 this is not a checkpoint')
-    (d/'toy_ck/checkpoints').mkdir(parents=True); (d/'toy_ck/checkpoints/vae.pt').write_bytes(b'\x80\x02 junk')
+    damaged_runs(d)
     return d
 
 # ---- running
@@ -252,8 +268,19 @@ PROBES = [
     Probe('train --shots 2 --steps 1 --rank 0 --val-every 0 --out {d}/tr_d', ['--rank']),
     Probe('train --shots 2 --steps 1 --val-every 0 --out {d}/afile', ['--out', '{d}/afile']),
     Probe('train --shots 2 --steps 1 --val-every 0 --out {d}/adapter', ['--out', '{d}/adapter', '--overwrite']),
-    Probe('train --shots 2 --steps 1 --val-every 0 --out {d}/train_ck', ['--out', '{d}/train_ck/checkpoint.pt']),
-    Probe('train-toy --quick --out {d}/toy_ck', ['--out', '{d}/toy_ck', '--restart']),
+    Probe('train --shots 2 --batch-size 0 --out {d}/tr_e', ['--batch-size']),
+    Probe('train --shots 2 --accumulate 0 --out {d}/tr_f', ['--accumulate']),
+    Probe('train --shots 2 --mixed-precision bogus --out {d}/tr_g', ['--mixed-precision', 'bogus']),
+    Probe('train --shots 2 --n-val -1 --out {d}/tr_h', ['--n-val']),
+    Probe('train --dataset winoground --shots 2 --out {d}/tr_i', ['--dataset', 'winoground']),
+    Probe('train --dataset jsonl --path {d}/good.jsonl --shots 5 --out {d}/tr_j', ['--shots', 'k=5']),
+    Probe('train --dataset shapes --path {d}/good.csv --shots 2 --out {d}/tr_k', ['--path', '--dataset shapes']),
+    Probe('train --dataset csv --path {d}/noimage.csv --shots 1 --out {d}/tr_l', ['--path', 'gone.png']),
+    Probe('train --dataset csv --path {d}/array.jsonl --shots 1 --out {d}/tr_m', ['--path', 'array.jsonl']),
+    Probe('train --dataset csv --path {d}/good.jsonl --contrast image --shots 1 --out {d}/tr_n', ['--contrast']),
+    Probe('train --shots 2 --steps 1 --n-val 0 --val-every 0 --preset attention --timesteps 500 --out {d}/train_ck',
+          ['--out', '{d}/train_ck/step-000001', '--overwrite']),
+    Probe('train-toy --quick --out {d}/toy_ck', ['--out', '{d}/toy_ck/checkpoints/vae/step-000003', '--restart']),
     Probe('train-toy --quick --out {d}/afile', ['--out', '{d}/afile']),
     Probe('train-toy --quick --partial-captions 2 --out {d}/toy_b', ['--partial-captions']),
     # the console script, as a shell runs it
