@@ -14,10 +14,11 @@ from .toy import TEXT_ENCODERS
 # %% auto #0
 __all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
            'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'one_line', 'in_flag_words', 'BadInput', 'flag_by_value',
-           'cli_message', 'blame', 'OneLineParser', 'writable_file', 'nonfinite_at', 'finite_result',
-           'one_line_warnings', 'RunMeter', 'progress_for_logs', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo',
-           'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval',
-           'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run', 'main']
+           'cli_message', 'blame', 'OneLineParser', 'finite_float', 'positive_float', 'writable_file', 'nonfinite_at',
+           'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs', 'cmd_score', 'cmd_train_toy',
+           'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records',
+           'scorer_options', 'cmd_eval', 'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run',
+           'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
@@ -41,10 +42,10 @@ ALIASES = {  # names in library messages -> what the user typed, where they diff
                        'sampling_steps': '--timesteps'},
     'demo': {'sampling_steps': '--timesteps'},
     'train': READERS | {'adapter': '--out', 'resume': '--out', 'k': '--shots', 'records': '--path',
-                        'sampling_steps': '--timesteps', 'scorer_timesteps': '--timesteps'},
+                        'loss': 'training', 'sampling_steps': '--timesteps', 'scorer_timesteps': '--timesteps'},
     'train-toy': {'resume': '--out'}}
 SWITCHES = {'resume=False': {'train': '--overwrite', 'train-toy': '--restart'}, 'overwrite=True': '--overwrite',
-            'skip_missing=True': '--skip-missing',
+            'skip_missing=True': '--skip-missing', 'lower the learning rate': 'lower --lr',
             'try dtype=torch.float32': 'try --device cpu, which scores in float32'}
 
 def one_line(text) -> str:
@@ -112,6 +113,18 @@ def _int_at_least(low: int):
     return parse
 
 positive_int, nonnegative_int = _int_at_least(1), _int_at_least(0)
+
+def finite_float(value: str) -> float:
+    "A finite number (an argparse type): `nan` and `inf` are refused, as no training survives them."
+    try: x = float(value)
+    except ValueError: x = math.nan
+    if not math.isfinite(x): raise argparse.ArgumentTypeError(f'expected a finite number, got {value!r}')
+    return x
+
+def positive_float(value: str) -> float:
+    "A finite number above 0 (an argparse type), such as a learning rate."
+    if (x := finite_float(value)) <= 0: raise argparse.ArgumentTypeError(f'expected a number > 0, got {value!r}')
+    return x
 
 def writable_file(path: str, flag: str, formats=None) -> Path:
     "`path` if a file can be written there (checked before the work): its folder exists, is writable; it is no folder."
@@ -467,9 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--preset', default=None, choices=presets,
                    help="the score trained and evaluated with (default: the recipe's)")
     r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the recipe's)")
-    r.add_argument('--lr', type=float, default=None); r.add_argument('--rank', type=positive_int, default=None)
+    r.add_argument('--lr', type=positive_float, default=None); r.add_argument('--rank', type=positive_int, default=None)
     r.add_argument('--loss', default=None, choices=['hinge', 'ce'])
-    r.add_argument('--margin', type=float, default=None)
+    r.add_argument('--margin', type=finite_float, default=None)
     r.add_argument('--contrast', default=None, choices=['image', 'text', 'both'], help='keep only these candidates')
     r.add_argument('--n-val', type=nonnegative_int, default=None,
                    help='training examples held out for validation (0: none)')
@@ -513,7 +526,7 @@ def run(argv: list[str] | None = None):
             meter = RunMeter(run_device(args))
             metered = args.command in ('score', 'eval')   # these put the meter's report in their result
             result = commands[args.command](args, meter) if metered else commands[args.command](args)
-        except (ValueError, TypeError, OSError, torch.OutOfMemoryError) as e:
+        except (ValueError, TypeError, OSError, FloatingPointError, torch.OutOfMemoryError) as e:
             if os.environ.get('DISCFFUSION_TRACEBACK'): raise
             print(f'discffusion {args.command}: error: {cli_message(e, args)}', file=sys.stderr); sys.exit(2)
     print(f'discffusion {args.command}: {meter}', file=sys.stderr)

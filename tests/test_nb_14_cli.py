@@ -54,6 +54,8 @@ def test_cell_2():
     test_eq(err.getvalue(), "discffusion score: error: argument --limit: expected an int >= 1, got '0' "
                             "(see discffusion score --help)\n")
     test_eq((positive_int('3'), nonnegative_int('0')), (3, 0)); test_fail(lambda: nonnegative_int('-1'), contains='>= 0')
+    test_eq((positive_float('1e-4'), finite_float('-0.5')), (1e-4, -0.5)); test_fail(lambda: positive_float('0'), contains='> 0')
+    for bad in ('nan', 'inf', '-inf', 'x'): test_fail(lambda: finite_float(bad), contains='a finite number')
     with tempfile.TemporaryDirectory() as d:
         test_eq(writable_file(f'{d}/r.json', '--out'), Path(d, 'r.json'))
         test_fail(lambda: writable_file(d, '--out'), contains='is a folder')
