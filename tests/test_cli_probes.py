@@ -254,6 +254,9 @@ PROBES = [
     Probe('eval --dataset comvg --path {d}/good.csv --images {d} --json ' + FAST, ['--path', 'good.csv']),
     Probe('eval --dataset shapes --path {d}/good.csv --limit 2 --json ' + FAST, ['--path', '--dataset shapes']),
     Probe('eval --dataset shapes --limit 2 --scorer clip --preset attention --json', ['--preset', '--scorer clip']),
+    Probe('eval --dataset shapes --limit 2 --adapter {d}/adapter --json ' + FAST, ok=_eval_n(10)),   # 2 images, 5 kinds
+    Probe('eval --dataset shapes --limit 2 --adapter {d}/adapter_trunc --json ' + FAST, ['--adapter', 'adapter_trunc']),
+    Probe('eval --dataset shapes --limit 2 --adapter {d}/noadapter --json ' + FAST, ['--adapter', '{d}/noadapter']),
     Probe('eval --dataset refcocog --path {d}/emptydir --images {d} --json ' + FAST, ['--path', '{d}/emptydir']),
     Probe('eval --dataset winoground --path {d}/emptydir --json ' + FAST, ['--path', '{d}/emptydir']),
     # outputs
@@ -272,6 +275,10 @@ PROBES = [
     Probe('train --shots 2 --accumulate 0 --out {d}/tr_f', ['--accumulate']),
     Probe('train --shots 2 --mixed-precision bogus --out {d}/tr_g', ['--mixed-precision', 'bogus']),
     Probe('train --shots 2 --n-val -1 --out {d}/tr_h', ['--n-val']),
+    Probe('train --shots 2 --lr nan --out {d}/tr_o', ['--lr', 'nan']),
+    Probe('train --shots 2 --lr 0 --out {d}/tr_p', ['--lr']),
+    Probe('train --shots 2 --margin inf --out {d}/tr_q', ['--margin', 'inf']),
+    Probe('train --shots 2 --steps 3 --lr 1e30 --n-val 0 --val-every 0 --out {d}/tr_r ' + FAST, ['--lr', 'nan']),
     Probe('train --dataset winoground --shots 2 --out {d}/tr_i', ['--dataset', 'winoground']),
     Probe('train --dataset jsonl --path {d}/good.jsonl --shots 5 --out {d}/tr_j', ['--shots', 'k=5']),
     Probe('train --dataset shapes --path {d}/good.csv --shots 2 --out {d}/tr_k', ['--path', '--dataset shapes']),
