@@ -139,3 +139,28 @@ def test_damaged_data_files(files, data):
     else: path.write_bytes(mutated(data, text.encode()))
     argv = ['eval', '--dataset', 'csv', '--path', str(path), '--json'] + FAST
     check(run_cli(argv), 'eval', ['--path', str(path)], eval_ok)
+
+# ---- train flags
+
+TRAIN_FLAGS = ['--batch-size', '--accumulate', '--shots', '--steps', '--rank', '--n-val', '--val-every', '--seed',
+               '--mixed-precision', '--lr', '--margin']
+TRAIN_RUNS = iter(range(10**6))
+
+def trained_ok(o) -> bool:
+    "A `train` that saved its adapter and said so, with no NaN printed."
+    folder = Path(o.result)
+    return (folder/'adapter.json').is_file() and 'saved the adapter' in o.out and 'nan' not in o.out.lower()
+
+@FUZZ
+@given(flag=st.sampled_from(TRAIN_FLAGS), value=argv_text | numbers | st.sampled_from(['no', 'bf16', '1e-3', '0.5']))
+def test_train_flags(files, flag, value):
+    if flag in ('--steps', '--shots', '--batch-size', '--accumulate') and value.strip().isdigit() and int(value) > 2:
+        value = '2'   # keep it quick: a count of 10**6 would be honest input, and slow
+    argv = ['train', '--shots', '2', '--steps', '1', '--n-val', '0', '--val-every', '0',
+            '--out', str(files/f'train_{next(TRAIN_RUNS)}')] + FAST + [flag, value]
+    o = run_cli(argv)
+    assert o.code in (0, 2) and 'Traceback' not in o.err, (argv, o.code, o.err[-3000:])
+    if o.code == 0: assert trained_ok(o), (argv, o.out, o.err); return
+    assert len(o.error_lines) == 1 and not o.other_lines, o.err
+    line = o.error_lines[0]
+    assert line.startswith('discffusion train: error: ') and (flag in line or f'argument {flag}' in line), line
