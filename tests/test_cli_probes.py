@@ -1,9 +1,9 @@
 """Hostile-but-honest probes of the `discffusion` command: every probe ends in success with a correct result, or in
 exit status 2 with one line `discffusion <command>: error: ...` naming the flag or file at fault (issue #16).
 
-`python tests/test_cli_probes.py` prints the probe table (command, exit status, first line of stderr) as markdown;
-the tests below assert each probe's expectation. The files the probes read are built by `make_files`, which the
-fuzz test (`test_cli_fuzz.py`) shares.
+`python tests/test_cli_probes.py` prints the probe table (command, exit status, the error line or else the first line
+of stderr) as markdown; the tests below assert each probe's expectation. The files the probes read are built by
+`make_files`, which the fuzz test (`test_cli_fuzz.py`) shares.
 """
 import contextlib, io, json, math, os, re, shlex, shutil, struct, subprocess, sys, traceback, warnings
 from dataclasses import dataclass, field
@@ -130,9 +130,9 @@ class Outcome:
 
     @property
     def first_line(self) -> str:
-        "The first line of stderr (for a traceback, its last line, which says what escaped)."
+        "The error line, else the first line of stderr (for a traceback, its last line, which says what escaped)."
         if self.code is None or 'Traceback (most recent call last)' in self.err: return 'Traceback: ' + self.lines[-1]
-        return self.lines[0] if self.lines else ''
+        return (self.error_lines or self.lines or [''])[0]
 
     @property
     def error_lines(self) -> list[str]: return [l for l in self.lines if ': error: ' in l]
@@ -317,7 +317,7 @@ def verdict(p: Probe, o: Outcome, d) -> str:
     return f'does not name {missing}' if missing else ''
 
 def probe_table(d) -> list[tuple[str, int | None, str, str]]:
-    "(command, exit status, first line of stderr, verdict) of every probe."
+    "(command, exit status, error line or first line of stderr, verdict) of every probe."
     rows = []
     for p in PROBES:
         o = attempt(p, d)
@@ -339,7 +339,7 @@ if __name__ == '__main__':
     with tempfile.TemporaryDirectory() as tmp:
         d = make_files(Path(tmp))
         rows = probe_table(d)
-    print('| command (D: the probe folder; $: console script) | exit | first line of stderr | verdict |')
+    print('| command (D: the probe folder; $: console script) | exit | error line (else first of stderr) | verdict |')
     print('|---|---|---|---|')
     for cmd, code, line, v in rows:
         print(f"| `{cmd}` | {code if code is not None else 'exc'} | {line.replace('|', '/')[:300]} | {v or 'ok'} |")
