@@ -4,14 +4,21 @@
 
 # %% ../nbs/14_cli.ipynb #d5baf28d
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, math, os, re, sys, time, warnings
+from contextlib import contextmanager
+from functools import partialmethod
 from pathlib import Path
 import torch
 from .toy import TEXT_ENCODERS
 
 # %% auto #0
-__all__ = ['TIMESTEPS_HELP', 'format_matrix', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'cmd_demo',
-           'cmd_eval', 'cmd_train', 'build_parser', 'run', 'main']
+__all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
+           'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'one_line', 'in_flag_words', 'BadInput', 'flag_by_value',
+           'cli_message', 'blame', 'OneLineParser', 'finite_float', 'positive_float', 'writable_file', 'nonfinite_at',
+           'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs', 'cmd_score', 'cmd_train_toy',
+           'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records',
+           'scorer_options', 'cmd_eval', 'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run',
+           'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
@@ -27,6 +34,190 @@ def format_matrix(scores: torch.Tensor, # [n_text, n_img]
         rows.append(f'{t[:width - 2]:<{width}}' + cells)
     return '\n'.join([head] + rows)
 
+# %% ../nbs/14_cli.ipynb #e924685a
+READERS = {'matching file': '--path', 'matching CSV': '--path', 'matching JSONL': '--path', 'image_root': '--images'}
+ALIASES = {  # names in library messages -> what the user typed, where they differ from `--<dest>`
+    'score': {'images': '--image', 'texts': '--text', 'sampling_steps': '--timesteps'},
+    'eval': READERS | {'images': 'an image of the dataset', 'texts': 'a text of the dataset',
+                       'sampling_steps': '--timesteps'},
+    'demo': {'sampling_steps': '--timesteps'},
+    'train': READERS | {'adapter': '--out', 'resume': '--out', 'k': '--shots', 'records': '--path',
+                        'loss': 'training', 'sampling_steps': '--timesteps', 'scorer_timesteps': '--timesteps'},
+    'train-toy': {'resume': '--out'}}
+SWITCHES = {'resume=False': {'train': '--overwrite', 'train-toy': '--restart'}, 'overwrite=True': '--overwrite',
+            'skip_missing=True': '--skip-missing', 'lower the learning rate': 'lower --lr',
+            'try dtype=torch.float32': 'try --device cpu, which scores in float32'}
+
+def one_line(text) -> str:
+    "`text` on one line: its lines joined by spaces."
+    return ' '.join(l.strip() for l in str(text).splitlines() if l.strip())
+
+def in_flag_words(message: str, args: argparse.Namespace) -> tuple[str, bool]:
+    "`message` with argument names put as the flags the user typed; and whether it starts by naming one."
+    if message.startswith('--'): return message, True
+    for said, switch in SWITCHES.items():
+        message = message.replace(said, switch.get(args.command, said) if isinstance(switch, dict) else switch)
+    message = re.sub(r' \(CLI: --[\w-]+\)', '', message)
+    names = {d: '--' + d.replace('_', '-') for d in vars(args) if d != 'command'} | ALIASES.get(args.command, {})
+    m = re.match(r'([\w ]+?)(?:\[(\d+)\])?: ', message)
+    if not m or m.group(1) not in names: return message, False
+    flag = names[m.group(1)]
+    many = m.group(2) and len(getattr(args, flag[2:].replace('-', '_'), None) or []) > 1
+    return f"{flag}{f' #{int(m.group(2)) + 1}' if many else ''}: {message[m.end():]}", True
+
+# %% ../nbs/14_cli.ipynb #823c5ffd
+PATH_FLAGS = ('model', 'adapter', 'image', 'path', 'images', 'out')   # flags whose value is a file, folder or hub id
+
+class BadInput(ValueError):
+    "An error the command line's input caused, its message already in the command line's words."
+
+def flag_by_value(message: str, args: argparse.Namespace) -> str | None:
+    "The flag whose file, folder or hub id appears in `message` (the longest such value wins), or None."
+    values = {d: getattr(args, d, None) for d in PATH_FLAGS}
+    given = [(v, '--' + d) for d, vs in values.items() for v in (vs if isinstance(vs, list) else [vs])
+             if isinstance(v, str) and v and v in message]
+    return max(given, key=lambda g: len(g[0]))[1] if given else None
+
+def cli_message(e: BaseException, args: argparse.Namespace, flag: str | None = None) -> str:
+    "One line for error `e` that starts with the flag at fault: named by the library, found by its value, or `flag`."
+    message, named = in_flag_words(one_line(e), args)
+    if isinstance(e, torch.OutOfMemoryError) and hasattr(args, 'batch_size'): message += ' (try a smaller --batch-size)'
+    if named: return message
+    if found := flag_by_value(message, args): return f'{found}: {message}'
+    if flag is None: return message
+    kind = '' if type(e) in (ValueError, OSError, FileNotFoundError, BadInput) else f'{type(e).__name__}: '
+    value = getattr(args, flag[2:].replace("-", "_"), None)
+    return f"{flag} {value if value is not None else '(default)'}: {kind}{message}"
+
+@contextmanager
+def blame(args: argparse.Namespace, flag: str):
+    "Any error while the block reads the input of `flag` becomes one `BadInput` line naming it (or the input it names)."
+    try: yield
+    except BadInput: raise
+    except Exception as e:   # the block only reads what `flag` gave; DISCFFUSION_TRACEBACK=1 shows a reader's own bug
+        if os.environ.get('DISCFFUSION_TRACEBACK'): raise
+        raise BadInput(cli_message(e, args, flag)) from e
+
+# %% ../nbs/14_cli.ipynb #da28bf57
+class OneLineParser(argparse.ArgumentParser):
+    "An `argparse` parser whose errors are one line, `prog: error: ... (see prog --help)`, with exit status 2."
+    def error(self, message): self.exit(2, f'{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n')
+
+def _int_at_least(low: int):
+    def parse(value: str) -> int:
+        try: n = int(value)
+        except ValueError: n = None
+        if n is None or n < low: raise argparse.ArgumentTypeError(f'expected an int >= {low}, got {value!r}')
+        return n
+    parse.__name__ = f'int >= {low}'   # argparse names the type in some messages
+    return parse
+
+positive_int, nonnegative_int = _int_at_least(1), _int_at_least(0)
+
+def finite_float(value: str) -> float:
+    "A finite number (an argparse type): `nan` and `inf` are refused, as no training survives them."
+    try: x = float(value)
+    except ValueError: x = math.nan
+    if not math.isfinite(x): raise argparse.ArgumentTypeError(f'expected a finite number, got {value!r}')
+    return x
+
+def positive_float(value: str) -> float:
+    "A finite number above 0 (an argparse type), such as a learning rate."
+    if (x := finite_float(value)) <= 0: raise argparse.ArgumentTypeError(f'expected a number > 0, got {value!r}')
+    return x
+
+def writable_file(path: str, flag: str, formats=None) -> Path:
+    "`path` if a file can be written there (checked before the work): its folder exists, is writable; it is no folder."
+    p = Path(path).expanduser()
+    if p.is_dir(): raise BadInput(f'{flag} {path}: is a folder; expected a file name')
+    if not p.parent.is_dir(): raise BadInput(f'{flag} {path}: there is no folder {p.parent} to write into')
+    if not os.access(p.parent, os.W_OK): raise BadInput(f'{flag} {path}: the folder {p.parent} is not writable')
+    if formats and p.suffix.lower().lstrip('.') not in formats:
+        raise BadInput(f"{flag} {path}: expected a file ending in one of {', '.join('.' + f for f in sorted(formats))}")
+    return p
+
+def nonfinite_at(obj, where: str = '') -> str | None:
+    "Where (a dotted key path) the first NaN or infinite number of `obj` is, or None."
+    if isinstance(obj, float) and not math.isfinite(obj): return where or 'the value'
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    return next((w for k, v in items if (w := nonfinite_at(v, f'{where}.{k}' if where else str(k))) is not None), None)
+
+def finite_result(result: dict) -> dict:
+    "`result`, or an error naming its first non-finite number: no command prints NaN (strict JSON has none)."
+    if (where := nonfinite_at(result)) is not None:
+        raise ValueError(f"result: {where} is not a finite number; nothing was printed "
+                         "(a damaged model, or a bug to report)")
+    return result
+
+# %% ../nbs/14_cli.ipynb #74cd4a69
+@contextmanager
+def one_line_warnings(args: argparse.Namespace):
+    "Inside the block, each warning is one line, `discffusion <command>: warning: ...`, in the command line's words."
+    def show(message, category, filename, lineno, file=None, line=None):
+        words = in_flag_words(one_line(message), args)[0]
+        print(f'discffusion {args.command}: warning: {words}', file=file or sys.stderr)
+    with warnings.catch_warnings():   # restores `warnings.showwarning` on leaving
+        warnings.showwarning = show
+        yield
+
+# %% ../nbs/14_cli.ipynb #37eecdb5
+class RunMeter:
+    "Wall time and peak memory of one command on its device: CUDA's peak allocation, else the process's peak RSS."
+    def __init__(self, device: str | torch.device = 'cpu'):
+        self.device, self.start = torch.device(device), time.perf_counter()
+        self.cuda_before = torch.cuda.is_initialized()
+        if self.device.type == 'cuda' and self.cuda_before: torch.cuda.reset_peak_memory_stats(self.device)
+
+    def ran_on(self) -> torch.device:
+        "The device asked for, or CUDA when a command without `--device` started it."
+        if self.device.type == 'cpu' and not self.cuda_before and torch.cuda.is_initialized():
+            return torch.device('cuda', torch.cuda.current_device())
+        return self.device
+
+    def report(self) -> dict:
+        "`{'device', 'seconds', 'peak_memory_mib', 'peak_memory_of'}` so far."
+        from discffusion.prompt_learning import peak_memory   # the one reading, shared with the training report
+        device, seconds = self.ran_on(), round(time.perf_counter() - self.start, 3)
+        peak = peak_memory(device)
+        of = 'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'peak RSS of the process'
+        mib = None if peak is None else round(peak / 2**20, 1)
+        return dict(device=str(device), seconds=seconds, peak_memory_mib=mib, peak_memory_of=of)
+
+    def __str__(self):
+        r = self.report()
+        memory = 'unknown' if r['peak_memory_mib'] is None else f"{r['peak_memory_mib']:,.0f} MiB"
+        return f"{r['seconds']:.1f} s on {r['device']}, peak memory {memory} ({r['peak_memory_of']})"
+
+# %% ../nbs/14_cli.ipynb #d2ecf316
+LOG_REFRESH_S = 60   # in a log, a progress bar redraws at most once a minute
+LOG_DEFAULTS = {'__init__': dict(mininterval=LOG_REFRESH_S, maxinterval=LOG_REFRESH_S),
+                'set_postfix': dict(refresh=False), 'set_description': dict(refresh=False)}   # no forced redraws
+
+def _is_terminal(stream) -> bool: return bool(getattr(stream, 'isatty', lambda: False)())
+
+def _widget_bars() -> bool:
+    "Whether `tqdm.auto` bars are notebook widgets here (a Jupyter kernel with ipywidgets), which redraw in place."
+    from tqdm.auto import tqdm as auto
+    if not any(c.__module__ == 'tqdm.notebook' for c in auto.__mro__): return False
+    import tqdm.notebook
+    return getattr(tqdm.notebook, 'IProgress', None) is not None
+
+@contextmanager
+def progress_for_logs(stream=None, # where the bars go (default: `sys.stderr`)
+                      widgets: bool | None = None): # whether bars are notebook widgets (None: `_widget_bars()`)
+    "Inside the block, tqdm bars writing text to a log (not a terminal) redraw at most every `LOG_REFRESH_S` seconds."
+    import tqdm.std
+    widgets = _widget_bars() if widgets is None else widgets
+    if _is_terminal(stream or sys.stderr) or widgets: yield; return
+    bar, saved = tqdm.std.tqdm, {name: tqdm.std.tqdm.__dict__[name] for name in LOG_DEFAULTS}
+    for name, defaults in LOG_DEFAULTS.items():   # `__init__` is a partialmethod: tqdm's `envwrap` put TQDM_* there
+        method = saved[name]
+        func, given = (method.func, method.keywords) if isinstance(method, partialmethod) else (method, {})
+        setattr(bar, name, partialmethod(func, **(defaults | given)))   # a user's TQDM_* still wins
+    try: yield
+    finally:
+        for name, method in saved.items(): setattr(bar, name, method)
+
 # %% ../nbs/14_cli.ipynb #2b4eda80
 TIMESTEPS_HELP = ("'official' (the official grid, S=30), 'official:S' (another --sampling_time_steps S), "
                   "'spaced:N' (N timesteps spaced over 200-800), or timesteps: 781, or 200,500")
@@ -41,23 +232,26 @@ def _timesteps(value: str):
     if not nums: raise argparse.ArgumentTypeError(f"expected {TIMESTEPS_HELP}; got {value!r}")
     return nums
 
-def _apply_adapter(scorer, folder):
-    "Load a saved adapter (LoRA and/or prompt tokens) into the scorer's model."
+def _apply_adapter(scorer, args):
+    "Load the adapter of `--adapter` (LoRA and/or prompt tokens) into the scorer's model."
     from discffusion.adapters import load_adapter
-    load_adapter(scorer, folder)
+    with blame(args, '--adapter'): load_adapter(scorer, args.adapter)
+    scorer.source = f'{scorer.source} with adapter {args.adapter}'   # named if its scores are not finite
 
-def cmd_score(args) -> dict:
-    "Score texts against images; print a table or JSON; return the result."
+def cmd_score(args, meter: RunMeter | None = None) -> dict:
+    "Score texts against images; print a table or JSON (with the `meter`'s report under `run`); return the result."
     from discffusion.scoring import DSDScorer
     kw = {'timesteps': args.timesteps} if args.timesteps is not None else {}
-    scorer = DSDScorer.from_pretrained(args.model, device=args.device, preset=args.preset, seed=args.seed,
-                                       batch_size=args.batch_size, **kw)
-    if args.adapter: _apply_adapter(scorer, args.adapter)
+    with blame(args, '--model'):
+        scorer = DSDScorer.from_pretrained(args.model, device=args.device, preset=args.preset, seed=args.seed,
+                                           batch_size=args.batch_size, **kw)
+    if args.adapter is not None: _apply_adapter(scorer, args)
     scores = scorer.score(args.image, args.text)
     result = {'model': str(args.model or 'embedded'), 'adapter': args.adapter, 'preset': args.preset,
               'timesteps': scorer.timesteps, 'images': [str(i) for i in args.image], 'texts': args.text,
-              'scores': scores.tolist()}
-    print(json.dumps(result) if args.json else format_matrix(scores, args.text, args.image))
+              'scores': scores.tolist()} | ({'run': meter.report()} if meter else {})
+    finite_result(result)
+    print(json.dumps(result, allow_nan=False) if args.json else format_matrix(scores, args.text, args.image))
     return result
 
 # %% ../nbs/14_cli.ipynb #eeace748
@@ -67,7 +261,8 @@ def cmd_train_toy(args) -> Path:
     t0 = time.time()
     recipe = dict(text_layers=args.text_layers, partial_captions=args.partial_captions, text_encoder=args.text_encoder)
     extra = {k: v for k, v in recipe.items() if v is not None}
-    out = train_toy(args.out, seed=args.seed, quick=args.quick, resume=not args.restart, **extra)
+    with blame(args, '--out'):
+        out = train_toy(args.out, seed=args.seed, quick=args.quick, resume=not args.restart, **extra)
     print(f'saved the pipeline to {out} in {time.time() - t0:.0f}s')
     return out
 
@@ -102,11 +297,17 @@ def demo_figure(examples, results, path=None):
     return fig
 
 # %% ../nbs/14_cli.ipynb #8e7ac3e3
+def figure_formats() -> set[str]:
+    "The file endings matplotlib can save a figure as."
+    from matplotlib.backend_bases import FigureCanvasBase
+    return set(FigureCanvasBase.get_supported_filetypes())
+
 def cmd_demo(args):
     "Score test images against captions and hard negatives with the embedded model; print and save a figure."
     from discffusion.scoring import DSDScorer
     from discffusion.shapes import make_split
     t0 = time.time()
+    writable_file(args.out, '--out', figure_formats())
     scorer = DSDScorer.from_pretrained(None, device='cpu', preset=args.preset, timesteps=args.timesteps)
     examples = make_split(args.split, args.n, seed=args.seed)
     results = run_demo(scorer, examples)
@@ -123,30 +324,64 @@ def cmd_demo(args):
     return results
 
 # %% ../nbs/14_cli.ipynb #33c4cae3
+UNREAD = {'winoground': ('images',)}   # flags a reader does not read (the shapes datasets, generated, read neither)
+
+def refuse_unread(args):
+    "An error naming the first of `--path`/`--images` given that `--dataset` does not read (rather than ignoring it)."
+    unread = ('path', 'images') if args.dataset.startswith('shapes') else UNREAD.get(args.dataset, ())
+    if given := [f'--{f}' for f in unread if getattr(args, f) is not None]:
+        raise BadInput(f"{given[0]}: --dataset {args.dataset} does not read it")
+
+def eval_records(args):
+    "The records of `--dataset` from `--path`/`--images`; an error naming the file when there are none to evaluate."
+    from discffusion.data import load_records
+    refuse_unread(args)
+    with blame(args, '--path'):
+        records = load_records(args.dataset, args.path, args.images, split=args.split, limit=args.limit, seed=args.seed,
+                               skip_missing=args.skip_missing)
+    if len(records) == 0:
+        skipped = getattr(records, 'skipped', 0)
+        why = f' ({skipped} skipped: images missing)' if skipped else ''
+        raise BadInput(f"--path {args.path}: no examples to evaluate{why}")
+    return records
+
+def scorer_options(args) -> dict:
+    "The options `--scorer` takes from the flags given; an error for one it does not take, rather than dropping it."
+    if args.scorer == 'clip':
+        if unused := [f'--{f}' for f in ('preset', 'timesteps', 'adapter') if getattr(args, f) is not None]:
+            raise BadInput(f"{unused[0]}: --scorer clip does not take it (a DSD option)")
+        return {} if args.batch_size is None else {'batch_size': args.batch_size}
+    opts = dict(preset=args.preset, timesteps=args.timesteps, seed=args.seed, batch_size=args.batch_size)
+    return {k: v for k, v in opts.items() if v is not None}
+
 def _adapter_scorer(args, opts: dict):
     "A scorer with the preset, grid and noise seed `--adapter` was trained for (unless given), the adapter loaded."
     from discffusion.prompt_learning import adapter_scorer
     from discffusion.adapters import read_adapter_info
-    scorer = adapter_scorer(args.adapter, args.scorer, args.model, args.device, **opts)
-    info = read_adapter_info(args.adapter)
+    with blame(args, '--adapter'):   # a model named in the message is blamed on --model (`flag_by_value`)
+        info = read_adapter_info(args.adapter)
+        scorer = adapter_scorer(args.adapter, args.scorer, args.model, args.device, **opts)
+    scorer.source = f'{scorer.source} with adapter {args.adapter}'   # named if its scores are not finite
     if not args.json:
         print(f"adapter {args.adapter}: trained on {info.get('dataset')} ({'/'.join(info.get('directions', []))} "
               f"candidates) for {info.get('scorer')}; scoring with preset {getattr(scorer, 'preset', None)!r}, "
               f"timesteps {getattr(scorer, 'timesteps', None)}")
     return scorer
 
-def cmd_eval(args) -> dict:
-    "Evaluate a scorer on a dataset; print a table or JSON; optionally save the JSON."
-    from discffusion.evaluation import build_scorer, run_eval, format_results
-    opts = {k: v for k, v in dict(preset=args.preset, timesteps=args.timesteps, seed=args.seed, batch_size=args.batch_size).items()
-            if v is not None and args.scorer != 'clip'}
-    scorer = (_adapter_scorer(args, opts) if args.adapter
-              else build_scorer(args.scorer, args.model, device=args.device, **opts))
-    metrics = run_eval(args.dataset, scorer, path=args.path, images=args.images, split=args.split, limit=args.limit,
-                       seed=args.seed, skip_missing=args.skip_missing, progress=not args.json)
-    result = {'dataset': args.dataset, 'model': str(args.model or 'embedded'), 'adapter': args.adapter, 'scorer': args.scorer, 'metrics': metrics}
-    print(json.dumps(result) if args.json else format_results(metrics))
-    if args.out: Path(args.out).write_text(json.dumps(result, indent=1))
+def cmd_eval(args, meter: RunMeter | None = None) -> dict:
+    "Evaluate a scorer on a dataset; print a table or JSON (the `meter`'s report under `run`); maybe save the JSON."
+    from discffusion.evaluation import build_scorer, evaluate, format_results
+    out = writable_file(args.out, '--out') if args.out else None   # refused now rather than after the evaluation
+    opts, records = scorer_options(args), eval_records(args)
+    if args.adapter is not None: scorer = _adapter_scorer(args, opts)
+    else:
+        with blame(args, '--model'): scorer = build_scorer(args.scorer, args.model, device=args.device, **opts)
+    metrics = evaluate(scorer, records, seed=args.seed, progress=not args.json)   # `run_eval` is these two steps
+    result = {'dataset': args.dataset, 'model': str(args.model or 'embedded'), 'adapter': args.adapter,
+              'scorer': args.scorer, 'metrics': metrics} | ({'run': meter.report()} if meter else {})
+    finite_result(result)
+    print(json.dumps(result, allow_nan=False) if args.json else format_results(metrics))
+    if out: out.write_text(json.dumps(result, indent=1, allow_nan=False))
     return result
 
 # %% ../nbs/14_cli.ipynb #653ee4c1
@@ -154,11 +389,21 @@ def _size(n) -> str:
     "Bytes as MiB or GiB ('unknown' for None)."
     return 'unknown' if n is None else f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.0f} MiB'
 
+def check_training_part(args):
+    "Read the shots of `--dataset` from `--path`/`--images` before the model loads; an error names the flag at fault."
+    from discffusion.prompt_learning import task_shots
+    refuse_unread(args)
+    if args.dataset.startswith('shapes'): return   # generated: nothing of the user's to read
+    n_val = {} if args.n_val is None else {'n_val': args.n_val}
+    with blame(args, '--path'):   # `train_adapter` reads them again: a file's rows, not its images
+        task_shots(args.dataset, args.shots, args.path, args.images, args.seed, contrast=args.contrast,
+                   skip_missing=args.skip_missing, **n_val)
+
 def cmd_train(args) -> Path:
     "Few-shot train an adapter on K shots of a dataset's training part, save it to `--out`; print step time and memory."
-    import os
     from discffusion.prompt_learning import train_adapter
     from discffusion.adapters import read_adapter_info
+    check_training_part(args)
     opts = dict(targets=args.targets, steps=args.steps, preset=args.preset, timesteps=args.timesteps, lr=args.lr,
                 rank=args.rank, loss=args.loss, margin=args.margin, contrast=args.contrast, n_val=args.n_val,
                 val_every=args.val_every, batch_size=args.batch_size, accumulate=args.accumulate,
@@ -172,38 +417,36 @@ def cmd_train(args) -> Path:
               f"({info['seconds_per_step']:.3f} s/step) on {info['device']}, peak memory {_size(info['peak_memory'])}")
     return out
 
-
 # %% ../nbs/14_cli.ipynb #156b70cc
 def build_parser() -> argparse.ArgumentParser:
     "The `discffusion` argument parser with its subcommands."
     from discffusion.scoring import PRESETS
+    from discffusion.data import DATASETS
     presets = list(PRESETS)
-    p = argparse.ArgumentParser(prog='discffusion',
+    p = OneLineParser(prog='discffusion',
                                 description='Discriminative Stable Diffusion: image-text matching from cross-attention.')
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help='score shapes-world images against their captions and hard negatives (offline, embedded model)')
-    d.add_argument('--n', type=int, default=4, help='how many images (default 4)')
+    d.add_argument('--n', type=positive_int, default=4, help='how many images (default 4)')
     d.add_argument('--split', default='test', choices=['train', 'val', 'test'],
                    help='test (default): every image holds a colour-shape pair never seen in training; val: seen pairs')
     d.add_argument('--preset', default='official', choices=presets)
     d.add_argument('--timesteps', type=_timesteps, default=10, help=TIMESTEPS_HELP + ' (default spaced:10)')
     d.add_argument('--out', default='demo.png', help='where to save the figure (default demo.png)')
-    d.add_argument('--seed', type=int, default=0)
+    d.add_argument('--seed', type=nonnegative_int, default=0)
     s = sub.add_parser('score', help='score texts against images')
     s.add_argument('--model', default=None, help='hub id or folder of a Stable Diffusion pipeline (default: the embedded model)')
     s.add_argument('--image', action='append', required=True, help='an image file (repeat for several)')
     s.add_argument('--text', action='append', required=True, help='a text (repeat for several)')
     s.add_argument('--preset', default='official', choices=presets)
     s.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")
-    s.add_argument('--seed', type=int, default=0, help='seed of the noise bank')
-    s.add_argument('--batch-size', type=int, default=16)
+    s.add_argument('--seed', type=nonnegative_int, default=0, help='seed of the noise bank')
+    s.add_argument('--batch-size', type=positive_int, default=16)
     s.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     s.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
     s.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
-    e = sub.add_parser('eval', help='evaluate a scorer on a benchmark (comvg, vqa, refcocog, winoground, shapes, csv)')
-    datasets = ['comvg', 'vqa', 'refcocog', 'winoground', 'csv', 'jsonl', 'shapes', 'shapes-comvg', 'shapes-refcocog',
-                'shapes-vqa']  # discffusion.data.DATASETS
-    e.add_argument('--dataset', required=True, choices=datasets)
+    e = sub.add_parser('eval', help=f"evaluate a scorer on a benchmark ({', '.join(DATASETS)})")
+    e.add_argument('--dataset', required=True, choices=DATASETS)
     e.add_argument('--path', default=None, help="the dataset's CSV/JSONL file, or the refcocog/winoground folder")
     e.add_argument('--images', default=None, help='the image folder')
     e.add_argument('--split', default=None, help='refcocog: val/test/...; shapes: train/val/test (default test)')
@@ -212,38 +455,41 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
     e.add_argument('--preset', default=None, choices=presets)
     e.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")
-    e.add_argument('--limit', type=int, default=None, help='a seeded sample of N examples')
-    e.add_argument('--seed', type=int, default=0)
-    e.add_argument('--batch-size', type=int, default=None)
-    e.add_argument('--device', default=None)
+    e.add_argument('--limit', type=positive_int, default=None, help='a seeded sample of N examples')
+    e.add_argument('--seed', type=nonnegative_int, default=0)
+    e.add_argument('--batch-size', type=positive_int, default=None)
+    e.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     e.add_argument('--skip-missing', action='store_true', help='skip examples whose files are missing (and report how many)')
     e.add_argument('--json', action='store_true', help='print one JSON object')
     e.add_argument('--out', default=None, help='also write the JSON to this file')
     r = sub.add_parser('train', help="few-shot prompt learning (LoRA or prompt tokens) on K shots of a dataset's "
                                      "training part")
-    r.add_argument('--dataset', default='shapes', choices=datasets, help='any but winoground (no training part)')
+    r.add_argument('--dataset', default='shapes', choices=DATASETS, help='any but winoground (no training part)')
     r.add_argument('--path', default=None,
                    help='the training part: a CSV/JSONL file, the comvg/vqa folder or file, the refcocog folder')
     r.add_argument('--images', default=None, help='the image folder')
-    r.add_argument('--shots', type=int, required=True, help='K examples, drawn with --seed from the training part')
+    r.add_argument('--shots', type=positive_int, required=True,
+                   help='K examples, drawn with --seed from the training part')
     r.add_argument('--targets', default=None, choices=['official', 'cross-kv', 'prompt'],
                    help="what is trained (default: the recipe's)")
     r.add_argument('--out', required=True, help='folder for the adapter (and its checkpoints)')
-    r.add_argument('--seed', type=int, default=0, help='the shots, validation examples, initialisation, batches')
-    r.add_argument('--steps', type=int, default=None, help="optimizer steps (default: the recipe's)")
+    r.add_argument('--seed', type=nonnegative_int, default=0,
+                   help='the shots, validation examples, initialisation, batches')
+    r.add_argument('--steps', type=positive_int, default=None, help="optimizer steps (default: the recipe's)")
     r.add_argument('--model', default=None, help='hub id or folder (default: the embedded model)')
     r.add_argument('--preset', default=None, choices=presets,
                    help="the score trained and evaluated with (default: the recipe's)")
     r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the recipe's)")
-    r.add_argument('--lr', type=float, default=None); r.add_argument('--rank', type=int, default=None)
+    r.add_argument('--lr', type=positive_float, default=None); r.add_argument('--rank', type=positive_int, default=None)
     r.add_argument('--loss', default=None, choices=['hinge', 'ce'])
-    r.add_argument('--margin', type=float, default=None)
+    r.add_argument('--margin', type=finite_float, default=None)
     r.add_argument('--contrast', default=None, choices=['image', 'text', 'both'], help='keep only these candidates')
-    r.add_argument('--n-val', type=int, default=None, help='training examples held out for validation (0: none)')
-    r.add_argument('--val-every', type=int, default=None,
+    r.add_argument('--n-val', type=nonnegative_int, default=None,
+                   help='training examples held out for validation (0: none)')
+    r.add_argument('--val-every', type=nonnegative_int, default=None,
                    help='validate every N steps and keep the best state (0: keep the last)')
-    r.add_argument('--batch-size', type=int, default=None, help='groups per micro-batch (what memory sees)')
-    r.add_argument('--accumulate', type=int, default=None,
+    r.add_argument('--batch-size', type=positive_int, default=None, help='groups per micro-batch (what memory sees)')
+    r.add_argument('--accumulate', type=positive_int, default=None,
                    help='micro-batches per optimizer step (gradient accumulation)')
     r.add_argument('--mixed-precision', default=None, choices=['no', 'fp16', 'bf16'],
                    help="autocast (default: the UNet's precision)")
@@ -253,10 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--skip-missing', action='store_true', help='skip training examples whose images are missing')
     t = sub.add_parser('train-toy', help='train the embedded shapes-world pipeline')
     t.add_argument('--out', required=True, help='folder for the pipeline')
-    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--seed', type=nonnegative_int, default=0)
     t.add_argument('--quick', action='store_true', help='a few steps only (a smoke test)')
     t.add_argument('--restart', action='store_true', help='ignore checkpoints in --out and start over')
-    t.add_argument('--text-layers', type=int, default=None, help="text-encoder layers, with --text-encoder joint (the CLIP recipes use the shapes CLIP's 3)")
+    t.add_argument('--text-layers', type=positive_int, default=None,
+                   help="text-encoder layers, with --text-encoder joint (the CLIP recipes use the shapes CLIP's 3)")
     t.add_argument('--partial-captions', type=float, default=None,
                    help="share of two-object images captioned by one object only (default: the shipped recipe's)")
     t.add_argument('--text-encoder', default=None, choices=TEXT_ENCODERS,
@@ -265,13 +512,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/14_cli.ipynb #b87a8de0
+def run_device(args: argparse.Namespace) -> torch.device:
+    "The device a command runs on, checked before anything loads: its `--device` (default: this process's), or the CPU."
+    from discffusion.prompt_learning import process_device   # where `train` trains, under `accelerate launch` too
+    return process_device(args.device) if hasattr(args, 'device') else torch.device('cpu')
+
 def run(argv: list[str] | None = None):
-    "Parse `argv`, run the subcommand, return its result; library errors exit with status 2 and one line."
+    "Parse `argv`, run the subcommand, return its result; bad input exits with status 2 and one line naming the flag."
     args = build_parser().parse_args(argv)
     commands = {'demo': cmd_demo, 'score': cmd_score, 'eval': cmd_eval, 'train': cmd_train, 'train-toy': cmd_train_toy}
-    try: return commands[args.command](args)
-    except (ValueError, FileNotFoundError, TypeError, OSError) as e:
-        print(f'discffusion {args.command}: error: {e}', file=sys.stderr); sys.exit(2)
+    with one_line_warnings(args), progress_for_logs():
+        try:
+            meter = RunMeter(run_device(args))
+            metered = args.command in ('score', 'eval')   # these put the meter's report in their result
+            result = commands[args.command](args, meter) if metered else commands[args.command](args)
+        except (ValueError, TypeError, OSError, FloatingPointError, torch.OutOfMemoryError) as e:
+            if os.environ.get('DISCFFUSION_TRACEBACK'): raise
+            print(f'discffusion {args.command}: error: {cli_message(e, args)}', file=sys.stderr); sys.exit(2)
+    print(f'discffusion {args.command}: {meter}', file=sys.stderr)
+    return result
 
 def main(argv: list[str] | None = None) -> None:
     "Entry point of the `discffusion` console script (exit status 0 on success)."

@@ -311,7 +311,7 @@ def _training_part(dataset: str, path, images, contrast, data_seed: int, skip_mi
         return Records([r for p in parts for r in p], parts[0].name)
     records = load()
     kept = [r for r in records if contrast in (None, 'both', r.kind)]
-    if not kept:
+    if records and not kept:   # none at all: `draw_shots` says so
         raise ValueError(f"contrast: {dataset} has no {contrast!r} records (its candidates are "
                          f"{sorted({r.kind for r in records})})")
     return Records(kept, records.name, records.skipped)

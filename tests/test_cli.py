@@ -1,5 +1,5 @@
 "The `discffusion` command on an SD-2.x-shaped pipeline saved to a folder."
-import json, shutil, subprocess
+import json, re, shutil, subprocess
 import numpy as np, pytest
 from PIL import Image
 from discffusion.cli import run
@@ -22,13 +22,26 @@ def test_score_json(model_and_images, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(result))
     assert len(printed['scores']) == 2 and len(printed['scores'][0]) == 2 and printed['preset'] == 'official'
+    assert printed['run']['device'] == 'cpu' and printed['run']['peak_memory_of'] == 'peak RSS of the process'
+    assert printed['run']['seconds'] > 0 and printed['run']['peak_memory_mib'] > 0
     run(args[:-1])
-    table = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    table = captured.out.splitlines()
     assert len(table) == 3 and table[1].startswith('a red cube') and all(l.count('*') == 1 for l in table[1:])
+    meter = r'discffusion score: [\d.]+ s on cpu, peak memory [\d,]+ MiB \(peak RSS of the process\)\n'
+    assert re.fullmatch(meter, captured.err), captured.err
 
 def test_console_script_reports_bad_image(model_and_images):
     model, _ = model_and_images
     assert shutil.which('discffusion'), 'the console script is not installed (pip install -e .)'
     r = subprocess.run(['discffusion', 'score', '--model', model, '--image', '/no/such.png', '--text', 'x'],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and 'images[0]: no file at /no/such.png' in r.stderr
+    assert r.returncode == 2 and r.stderr == 'discffusion score: error: --image: no file at /no/such.png\n', r.stderr
+
+def test_progress_in_a_log(model_and_images, tmp_path):
+    "With stderr a pipe (a log), a progress bar over many updates redraws at most twice, then ends its line once."
+    r = subprocess.run(['discffusion', 'eval', '--dataset', 'shapes', '--limit', '12', '--preset', 'attention',
+                        '--timesteps', '500'], capture_output=True, cwd=tmp_path)   # bytes: text mode reads \r as \n
+    assert r.returncode == 0, r.stderr
+    bar = [l for l in r.stderr.split(b'\n') if b'scoring' in l]
+    assert len(bar) == 1 and bar[0].count(b'\r') <= 2 and b'12/12' in bar[0], r.stderr
