@@ -176,7 +176,7 @@ class RunMeter:
 
     def report(self) -> dict:
         "`{'device', 'seconds', 'peak_memory_mib', 'peak_memory_of'}` so far."
-        from discffusion.prompt_learning import peak_memory   # the one reading, shared with the training report
+        from discffusion.core import peak_memory   # the one reading, shared with the training report
         device, seconds = self.ran_on(), round(time.perf_counter() - self.start, 3)
         peak = peak_memory(device)
         of = 'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'peak RSS of the process'
