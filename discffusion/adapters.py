@@ -16,11 +16,12 @@ from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 from .scoring import DSDScorer
 
 # %% auto #0
-__all__ = ['LORA_PRESETS', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'ADAPTER_FILES', 'attention_modules', 'lora_targets',
-           'count_trainable', 'add_lora', 'sd21_base_unet_config', 'lora_parameter_count', 'PromptTokens',
-           'check_finite', 'read_safetensors', 'read_torch_file', 'check_adapter_folder', 'save_adapter',
-           'read_adapter_info', 'read_lora', 'check_lora', 'carries_adapter', 'load_prompt', 'load_adapter',
-           'convert_official_state_dict', 'convert_official_checkpoint']
+__all__ = ['LORA_PRESETS', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'ADAPTER_FILES', 'MEMORY_KINDS', 'attention_modules',
+           'lora_targets', 'count_trainable', 'add_lora', 'sd21_base_unet_config', 'lora_parameter_count',
+           'PromptTokens', 'check_finite', 'read_safetensors', 'read_torch_file', 'check_adapter_folder',
+           'save_adapter', 'read_adapter_info', 'read_lora', 'check_lora', 'carries_adapter', 'load_prompt',
+           'load_adapter', 'convert_official_state_dict', 'convert_official_checkpoint', 'sd21_base_vae_config',
+           'random_model', 'CudaAutocastPolicy', 'checkpoint_with_policy', 'memory_probe', 'measure_memory']
 
 # %% ../nbs/11_adapters.ipynb #8352011c
 LORA_PRESETS: dict[str, tuple[str, ...]] = {'official': ('to_q', 'to_k', 'to_v', 'to_out.0'),
@@ -271,7 +272,7 @@ def load_prompt(folder: str | Path, dim: int, # the text hidden size of the mode
     return p
 
 def load_adapter(pipe_or_scorer, # a `DSDScorer`, a diffusers Stable Diffusion pipeline, or a bare UNet (LoRA only)
-                 folder: str | Path, # written by `save_adapter` / `train_shapes` / `convert_official_checkpoint`
+                 folder: str | Path, # written by `save_adapter` / `train_adapter` / `convert_official_checkpoint`
                  adapter_name: str = 'dsd', rank: int | None = None): # `rank`: refuse another rank
     "Apply exactly the LoRA and/or prompt tokens that `folder/adapter.json` lists, checked first; returns the model."
     info, folder = read_adapter_info(folder), Path(folder)
@@ -320,3 +321,132 @@ def convert_official_checkpoint(checkpoint: str | Path | dict, # the official `p
     config = LoraConfig(r=r, lora_alpha=network_alpha or r, target_modules=targets)
     info = dict(converted_from='official LoRAAttnProcessor checkpoint')
     return _write_adapter(out, info, new, config, overwrite=overwrite)
+
+# %% ../nbs/11_adapters.ipynb #bae3fe5a
+import os, subprocess, sys, time
+from contextlib import contextmanager, nullcontext
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.nn.attention import sdpa_kernel, SDPBackend
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import cast_training_params
+from diffusers.utils import logging as diffusers_logging
+from .core import check_device, peak_memory, reset_peak_memory, GiB
+from .hooks import record_cross_attention
+
+# %% ../nbs/11_adapters.ipynb #efd158b2
+def sd21_base_vae_config() -> dict:
+    "The architecture values of Stable Diffusion 2.1-base's VAE (`AutoencoderKL`; SD 1.x's is the same)."
+    return dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32,
+                block_out_channels=(128, 256, 512, 512), down_block_types=('DownEncoderBlock2D',) * 4,
+                up_block_types=('UpDecoderBlock2D',) * 4, sample_size=512)
+
+@contextmanager
+def _quiet_diffusers():
+    "Silence diffusers' note that a model cast with `.to(dtype)` keeps no modules in fp32 (it has none to keep)."
+    level = diffusers_logging.get_verbosity(); diffusers_logging.set_verbosity_error()
+    try: yield
+    finally: diffusers_logging.set_verbosity(level)
+
+def random_model(cls, # a diffusers model class, e.g. `UNet2DConditionModel`
+                 config: dict, device='cpu', dtype: torch.dtype = torch.float32, seed: int = 0):
+    "`cls(**config)` with seeded random weights, built on the meta device and materialised in `dtype` on `device`."
+    with torch.device('meta'): model = cls(**config)
+    own = {id(p) for m in model.modules() if m is not model and hasattr(m, 'reset_parameters')
+           for p in m.parameters(recurse=False)}
+    if missed := [n for n, p in model.named_parameters() if id(p) not in own]:
+        raise ValueError(f"random_model: {cls.__name__} parameters {missed[:3]} have no layer that initialises them")
+    with _quiet_diffusers(): model = model.to(dtype).to_empty(device=device)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for m in model.modules():
+            if m is not model and hasattr(m, 'reset_parameters'): m.reset_parameters()
+    return model.eval()
+
+# %% ../nbs/11_adapters.ipynb #a6f4191d
+_CUDA_FP32_OPS = {F.group_norm, F.layer_norm, F.softmax, F.log_softmax, torch.softmax, torch.log_softmax,
+                  torch.Tensor.softmax, torch.Tensor.log_softmax, torch.logsumexp, torch.Tensor.logsumexp}
+
+def _fp32(x): return x.float() if torch.is_tensor(x) and x.dtype in (torch.float16, torch.bfloat16) else x
+
+class CudaAutocastPolicy(TorchFunctionMode):
+    "Under CPU autocast, run in fp32 the ops CUDA's autocast runs in fp32 (norms, softmax); CPU's keeps them half."
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _CUDA_FP32_OPS and torch.is_autocast_enabled('cpu'):
+            args, kwargs = tuple(map(_fp32, args)), {k: _fp32(v) for k, v in kwargs.items()}
+        return func(*args, **kwargs)
+
+def checkpoint_with_policy(module, *args):
+    "diffusers' checkpointing function, with `CudaAutocastPolicy` on while the backward pass recomputes a block."
+    return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False,
+                                             context_fn=lambda: (nullcontext(), CudaAutocastPolicy()))
+
+# %% ../nbs/11_adapters.ipynb #f5a12d30
+MEMORY_KINDS = ('score', 'train', 'vae')
+
+def _sd_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
+
+def _unet_step(kind, rows, config, device, dtype, checkpointing, size, seed):
+    "A function that runs one scoring or LoRA training step of `rows` rows on a random UNet of `config`."
+    unet, g = random_model(UNet2DConditionModel, config, device, dtype, seed), torch.Generator().manual_seed(seed)
+    lat, noise = torch.randn(2, rows, config.get('in_channels', 4), size // 8, size // 8, generator=g)
+    ctx = torch.randn(rows, 77, config['cross_attention_dim'], generator=g)
+    if kind == 'score':
+        sc = DSDScorer(unet, _sd_scheduler(), preset='official', timesteps=[500], batch_size=rows)
+        return lambda: sc.score_latents(lat[:1], ctx, uncond_embedding=ctx[:1])
+    add_lora(unet, 'official', 4, seed=seed); cast_training_params(unet, torch.float32)
+    if checkpointing: unet.enable_gradient_checkpointing(checkpoint_with_policy)
+    sc = DSDScorer(unet.train(), _sd_scheduler(), preset='attention')
+    opt = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad])
+    def step():
+        with record_cross_attention(unet, sc.layers, reduce=sc.pooling):
+            sc.score_pairs(lat, ctx, [500] * rows, noise).float().sum().backward()
+        opt.step()
+    return step
+
+def _vae_step(rows, config, device, dtype, size, seed):
+    "A function that encodes `rows` random images of `size` pixels with a random VAE of `config`."
+    vae, g = random_model(AutoencoderKL, config, device, dtype, seed), torch.Generator().manual_seed(seed)
+    x = (torch.rand(rows, 3, size, size, generator=g) * 2 - 1).to(device, dtype)
+    return lambda: vae.encode(x).latent_dist.mean
+
+# %% ../nbs/11_adapters.ipynb #a775570b
+def memory_probe(kind: str, # 'score' (no gradients), 'train' (LoRA: forward, backward, AdamW step) or 'vae' (encode)
+                 rows: int, # UNet rows in the one call (images, for 'vae')
+                 config: dict | None = None, # the architecture; default: SD 2.1-base's UNet (its VAE, for 'vae')
+                 device='cpu', dtype: str = 'float16', # the frozen weights; training runs under autocast to it
+                 checkpointing: bool = False, # the UNet's gradient checkpointing ('train')
+                 size: int = 512, seed: int = 0) -> dict:
+    "The bytes one step holds at its peak above the loaded model (`step`), measured in this process on `device`."
+    if kind not in MEMORY_KINDS: raise ValueError(f"kind: expected one of {MEMORY_KINDS}, got {kind!r}")
+    d, dt = check_device(device), getattr(torch, dtype)
+    config = config or (sd21_base_vae_config() if kind == 'vae' else sd21_base_unet_config())
+    if d.type == 'cuda': torch.cuda.empty_cache()
+    step = (_vae_step(rows, config, d, dt, size, seed) if kind == 'vae' else
+            _unet_step(kind, rows, config, d, dt, checkpointing, size, seed))
+    half = kind == 'train' and dt != torch.float32
+    fused = sdpa_kernel(SDPBackend.FLASH_ATTENTION) if d.type == 'cpu' else nullcontext()  # the CPU's own kernel
+    reset_peak_memory(d); base, start = peak_memory(d), time.perf_counter()
+    with torch.set_grad_enabled(kind == 'train'), torch.autocast(d.type, dt, enabled=half), CudaAutocastPolicy(), fused:
+        step()
+    if d.type == 'cuda': torch.cuda.synchronize(d)
+    return dict(kind=kind, rows=rows, checkpointing=checkpointing, dtype=dtype, size=size, device=str(d),
+                base=base, step=peak_memory(d) - base, seconds=time.perf_counter() - start)
+
+_PROBE = ('import json, sys; from discffusion.adapters import memory_probe; '
+          'print(json.dumps(memory_probe(**json.loads(sys.argv[1]))))')
+
+def measure_memory(kind: str, rows: int, config: dict | None = None, device='cpu', dtype: str = 'float16',
+                   checkpointing: bool = False, size: int = 512, seed: int = 0,
+                   isolate: bool | None = None, # a fresh Python process; None: on the CPU only (a GPU resets its peak)
+                  ) -> dict:
+    "`memory_probe` in a fresh process, so that no earlier allocation mixes into the peak (or in this one)."
+    args = dict(kind=kind, rows=rows, config=config, device=str(device), dtype=dtype, checkpointing=checkpointing,
+                size=size, seed=seed)
+    if not (torch.device(device).type == 'cpu' if isolate is None else isolate): return memory_probe(**args)
+    env = os.environ | {'MALLOC_MMAP_THRESHOLD_': '65536'}  # glibc gives each freed block over 64 KiB back at once
+    run = subprocess.run([sys.executable, '-c', _PROBE, json.dumps(args)], capture_output=True, text=True, env=env)
+    if run.returncode: raise RuntimeError(f"measure_memory: the probe process failed:\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])

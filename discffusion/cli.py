@@ -123,13 +123,25 @@ def cmd_demo(args):
     return results
 
 # %% ../nbs/14_cli.ipynb #33c4cae3
+def _adapter_scorer(args, opts: dict):
+    "A scorer with the preset, grid and noise seed `--adapter` was trained for (unless given), the adapter loaded."
+    from discffusion.prompt_learning import adapter_scorer
+    from discffusion.adapters import read_adapter_info
+    scorer = adapter_scorer(args.adapter, args.scorer, args.model, args.device, **opts)
+    info = read_adapter_info(args.adapter)
+    if not args.json:
+        print(f"adapter {args.adapter}: trained on {info.get('dataset')} ({'/'.join(info.get('directions', []))} "
+              f"candidates) for {info.get('scorer')}; scoring with preset {getattr(scorer, 'preset', None)!r}, "
+              f"timesteps {getattr(scorer, 'timesteps', None)}")
+    return scorer
+
 def cmd_eval(args) -> dict:
     "Evaluate a scorer on a dataset; print a table or JSON; optionally save the JSON."
     from discffusion.evaluation import build_scorer, run_eval, format_results
     opts = {k: v for k, v in dict(preset=args.preset, timesteps=args.timesteps, seed=args.seed, batch_size=args.batch_size).items()
             if v is not None and args.scorer != 'clip'}
-    scorer = build_scorer(args.scorer, args.model, device=args.device, **opts)
-    if args.adapter: _apply_adapter(scorer, args.adapter)
+    scorer = (_adapter_scorer(args, opts) if args.adapter
+              else build_scorer(args.scorer, args.model, device=args.device, **opts))
     metrics = run_eval(args.dataset, scorer, path=args.path, images=args.images, split=args.split, limit=args.limit,
                        seed=args.seed, skip_missing=args.skip_missing, progress=not args.json)
     result = {'dataset': args.dataset, 'model': str(args.model or 'embedded'), 'adapter': args.adapter, 'scorer': args.scorer, 'metrics': metrics}
@@ -138,14 +150,26 @@ def cmd_eval(args) -> dict:
     return result
 
 # %% ../nbs/14_cli.ipynb #653ee4c1
+def _size(n) -> str:
+    "Bytes as MiB or GiB ('unknown' for None)."
+    return 'unknown' if n is None else f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.0f} MiB'
+
 def cmd_train(args) -> Path:
-    "Few-shot train an adapter and save it to `--out`."
-    from discffusion.prompt_learning import train_shapes
-    opts = dict(lr=args.lr, rank=args.rank, loss=args.loss, val_every=args.val_every, scorer_timesteps=args.timesteps)
-    t0 = time.time()
-    out = train_shapes(args.out, shots=args.shots, targets=args.targets, seed=args.seed, steps=args.steps,
-                       model=args.model, preset=args.preset, **{k: v for k, v in opts.items() if v is not None})
-    print(f'saved the adapter to {out} in {time.time() - t0:.0f}s')
+    "Few-shot train an adapter on K shots of a dataset's training part, save it to `--out`; print step time and memory."
+    import os
+    from discffusion.prompt_learning import train_adapter
+    from discffusion.adapters import read_adapter_info
+    opts = dict(targets=args.targets, steps=args.steps, preset=args.preset, timesteps=args.timesteps, lr=args.lr,
+                rank=args.rank, loss=args.loss, margin=args.margin, contrast=args.contrast, n_val=args.n_val,
+                val_every=args.val_every, batch_size=args.batch_size, accumulate=args.accumulate,
+                mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing or None)
+    out = train_adapter(args.out, args.dataset, args.shots, path=args.path, images=args.images, seed=args.seed,
+                        model=args.model, device=args.device, overwrite=args.overwrite, skip_missing=args.skip_missing,
+                        **{k: v for k, v in opts.items() if v is not None})
+    info = read_adapter_info(out)
+    if os.environ.get('RANK', '0') == '0':   # one report under `accelerate launch`
+        print(f"saved the adapter to {out}: {len(info['history']['step'])} steps in {info['seconds']:.0f}s "
+              f"({info['seconds_per_step']:.3f} s/step) on {info['device']}, peak memory {_size(info['peak_memory'])}")
     return out
 
 
@@ -177,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
     s.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
     e = sub.add_parser('eval', help='evaluate a scorer on a benchmark (comvg, vqa, refcocog, winoground, shapes, csv)')
-    e.add_argument('--dataset', required=True, choices=['comvg', 'vqa', 'refcocog', 'winoground', 'shapes', 'csv'])
+    datasets = ['comvg', 'vqa', 'refcocog', 'winoground', 'csv', 'jsonl', 'shapes', 'shapes-comvg', 'shapes-refcocog',
+                'shapes-vqa']  # discffusion.data.DATASETS
+    e.add_argument('--dataset', required=True, choices=datasets)
     e.add_argument('--path', default=None, help="the dataset's CSV/JSONL file, or the refcocog/winoground folder")
     e.add_argument('--images', default=None, help='the image folder')
     e.add_argument('--split', default=None, help='refcocog: val/test/...; shapes: train/val/test (default test)')
@@ -193,19 +219,38 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--skip-missing', action='store_true', help='skip examples whose files are missing (and report how many)')
     e.add_argument('--json', action='store_true', help='print one JSON object')
     e.add_argument('--out', default=None, help='also write the JSON to this file')
-    r = sub.add_parser('train', help='few-shot prompt learning (LoRA or prompt tokens) on the shapes world')
-    r.add_argument('--dataset', default='shapes', choices=['shapes'])
-    r.add_argument('--shots', type=int, required=True, help='K training examples, drawn with --seed')
-    r.add_argument('--targets', default='official', choices=['official', 'cross-kv', 'prompt'])
+    r = sub.add_parser('train', help="few-shot prompt learning (LoRA or prompt tokens) on K shots of a dataset's "
+                                     "training part")
+    r.add_argument('--dataset', default='shapes', choices=datasets, help='any but winoground (no training part)')
+    r.add_argument('--path', default=None,
+                   help='the training part: a CSV/JSONL file, the comvg/vqa folder or file, the refcocog folder')
+    r.add_argument('--images', default=None, help='the image folder')
+    r.add_argument('--shots', type=int, required=True, help='K examples, drawn with --seed from the training part')
+    r.add_argument('--targets', default=None, choices=['official', 'cross-kv', 'prompt'],
+                   help="what is trained (default: the recipe's)")
     r.add_argument('--out', required=True, help='folder for the adapter (and its checkpoints)')
-    r.add_argument('--seed', type=int, default=0)
-    r.add_argument('--steps', type=int, default=100)
+    r.add_argument('--seed', type=int, default=0, help='the shots, validation examples, initialisation, batches')
+    r.add_argument('--steps', type=int, default=None, help="optimizer steps (default: the recipe's)")
     r.add_argument('--model', default=None, help='hub id or folder (default: the embedded model)')
-    r.add_argument('--preset', default='official', choices=presets)
-    r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + ' (default spaced:2)')
+    r.add_argument('--preset', default=None, choices=presets,
+                   help="the score trained and evaluated with (default: the recipe's)")
+    r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the recipe's)")
     r.add_argument('--lr', type=float, default=None); r.add_argument('--rank', type=int, default=None)
-    r.add_argument('--loss', default=None, choices=['ce', 'hinge'])
-    r.add_argument('--val-every', type=int, default=None, help='validate every N steps and keep the best state (0: keep the last)')
+    r.add_argument('--loss', default=None, choices=['hinge', 'ce'])
+    r.add_argument('--margin', type=float, default=None)
+    r.add_argument('--contrast', default=None, choices=['image', 'text', 'both'], help='keep only these candidates')
+    r.add_argument('--n-val', type=int, default=None, help='training examples held out for validation (0: none)')
+    r.add_argument('--val-every', type=int, default=None,
+                   help='validate every N steps and keep the best state (0: keep the last)')
+    r.add_argument('--batch-size', type=int, default=None, help='groups per micro-batch (what memory sees)')
+    r.add_argument('--accumulate', type=int, default=None,
+                   help='micro-batches per optimizer step (gradient accumulation)')
+    r.add_argument('--mixed-precision', default=None, choices=['no', 'fp16', 'bf16'],
+                   help="autocast (default: the UNet's precision)")
+    r.add_argument('--gradient-checkpointing', action='store_true', help='recompute activations in the backward pass')
+    r.add_argument('--device', default=None, help="cpu, cuda, ... (default: this process's device)")
+    r.add_argument('--overwrite', action='store_true', help='replace an adapter already in --out')
+    r.add_argument('--skip-missing', action='store_true', help='skip training examples whose images are missing')
     t = sub.add_parser('train-toy', help='train the embedded shapes-world pipeline')
     t.add_argument('--out', required=True, help='folder for the pipeline')
     t.add_argument('--seed', type=int, default=0)

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
-           'check_finite_weights', 'load_pipeline', 'seeded_generator']
+__all__ = ['GiB', 'default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
+           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'reset_peak_memory', 'peak_memory',
+           'device_name', 'Usage', 'track_usage', 'gpu_options']
 
 # %% ../nbs/00_core.ipynb #d019dddc
 def default_device() -> torch.device:
@@ -140,3 +141,91 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
 def seeded_generator(seed: int, device: str | torch.device = 'cpu') -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed`."
     return torch.Generator(device=device).manual_seed(int(seed))
+
+# %% ../nbs/00_core.ipynb #f924411c
+import re, sys, time
+from dataclasses import dataclass
+
+# %% ../nbs/00_core.ipynb #9fa7271e
+GiB = 2 ** 30
+
+def _proc_status(key: str) -> int | None:
+    "A memory figure of this process from `/proc/self/status` (Linux), in bytes; None elsewhere."
+    try: m = re.search(rf'^{key}:\s+(\d+) kB', Path('/proc/self/status').read_text(), re.M)
+    except OSError: return None
+    return int(m.group(1)) * 1024 if m else None
+
+def reset_peak_memory(device: str | torch.device) -> None:
+    "Start counting peak memory afresh on `device` (on the CPU: Linux only; elsewhere the peak counts from the start)."
+    d = torch.device(device)
+    if d.type == 'cuda': torch.cuda.reset_peak_memory_stats(d)
+    elif d.type == 'cpu':
+        try: Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to the current resident size
+        except OSError: pass
+
+def peak_memory(device: str | torch.device) -> int | None:
+    "Peak bytes since `reset_peak_memory`: PyTorch's allocated bytes on CUDA, the process's resident bytes on the CPU."
+    d = torch.device(device)
+    if d.type == 'cuda': return torch.cuda.max_memory_allocated(d)
+    if d.type != 'cpu': return None  # MPS keeps no peak
+    peak = _proc_status('VmHWM')
+    if peak is not None: return peak
+    try: import resource  # not on Windows
+    except ImportError: return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 1024)
+
+# %% ../nbs/00_core.ipynb #5dc3f530
+def device_name(device: str | torch.device) -> str:
+    "`device`, and for a GPU its name and memory, e.g. 'cuda:0 (Tesla T4, 14.7 GiB)'."
+    d = torch.device(device)
+    if d.type != 'cuda': return str(d)
+    i = torch.cuda.current_device() if d.index is None else d.index
+    props = torch.cuda.get_device_properties(i)
+    return f'cuda:{i} ({props.name}, {props.total_memory / GiB:.1f} GiB)'
+
+@dataclass
+class Usage:
+    "What a piece of work used on `device`: peak bytes (None where not tracked), CUDA's reserved peak, seconds."
+    device: torch.device
+    peak: int | None = None
+    reserved: int | None = None # CUDA only: the most the caching allocator held from the card
+    seconds: float = 0.0
+
+    def __str__(self):
+        if self.peak is None: memory = 'peak memory not tracked'
+        elif self.reserved is not None:
+            memory = f'peak {self.peak / GiB:.2f} GiB allocated ({self.reserved / GiB:.2f} GiB reserved)'
+        else: memory = f'peak {self.peak / GiB:.2f} GiB resident (the whole process)'
+        return f'{device_name(self.device)}: {memory}, {self.seconds:.1f} s'
+
+@contextmanager
+def track_usage(device: str | torch.device | None = None): # default: `default_device()`
+    "Measure the peak memory and wall time of the `with` block on `device`; yields a `Usage`, filled in at the end."
+    d = check_device(device)
+    usage = Usage(d); reset_peak_memory(d); start = time.perf_counter()
+    try: yield usage
+    finally:
+        if d.type == 'cuda': torch.cuda.synchronize(d)
+        usage.seconds, usage.peak = time.perf_counter() - start, peak_memory(d)
+        if d.type == 'cuda': usage.reserved = torch.cuda.max_memory_reserved(d)
+
+# %% ../nbs/00_core.ipynb #4e9f3a32
+def _offload_encoders(pipe, device: torch.device):
+    "diffusers' model CPU offload of the text encoder and the VAE; the UNet, run for every row, stays on `device`."
+    pipe.model_cpu_offload_seq = 'text_encoder->vae'  # diffusers' offload chain, without the UNet
+    pipe._exclude_from_cpu_offload = [*pipe._exclude_from_cpu_offload, 'unet']  # moved to `device`, not offloaded
+    pipe.enable_model_cpu_offload(device=device)
+
+def gpu_options(pipe, # a Stable Diffusion pipeline from `load_pipeline`
+                attention_slicing: bool | str | int = False, # True ('auto'), 'max', or heads per slice
+                cpu_offload: bool = False, # keep the text encoder and the VAE on the CPU until used (needs CUDA)
+               ):
+    "Switch on diffusers' memory savers for a small GPU in a loaded pipeline; returns the pipeline."
+    if cpu_offload:
+        device = pipe.unet.device
+        if device.type != 'cuda':
+            raise ValueError(f"cpu_offload: model CPU offload moves models between the CPU and a CUDA GPU; this "
+                             f"pipeline is on {device}; load it with device='cuda', or leave cpu_offload=False")
+        _offload_encoders(pipe, device)
+    if attention_slicing: pipe.enable_attention_slicing('auto' if attention_slicing is True else attention_slicing)
+    return pipe

@@ -16,17 +16,17 @@ from .hooks import record_cross_attention, select_layers
 from .pooling import pool_tokens
 from .scoring import DSDScorer, noise_bank, noised_latents
 from .shapes import caption, HARD_NEGATIVES
-from .evaluation import bootstrap_ci
+from .evaluation import bootstrap_ci, build_scorer, evaluate, hit_at
 from .toy import color_masks
-from .adapters import load_adapter, read_adapter_info
-from .prompt_learning import shapes_scorer, evaluate_shapes
+from .adapters import read_adapter_info
+from .prompt_learning import adapter_scorer
 from .visualize import attention_maps, word_spans, word_maps, plot_word_maps, scores_by_layer
 
 # %% auto #0
 __all__ = ['REGIONS', 'SUMMARY_KEYS', 'BEGIN', 'END', 'STUB', 'SOLUTION_CELL', 'SOLUTION_MARKDOWN', 'CheckReport', 'NotReady',
            'call_student', 'expect', 'checking', 'lse_cases', 'check_lse_pool', 'blank_image', 'pair_layer_scores',
            'reference_layer_accuracies', 'binding_layers', 'check_binding_layer', 'region_masks', 'region_shares',
-           'word_map_changes', 'check_failure_case', 'summary', 'task_hits', 'adapted_hits', 'check_few_shot',
+           'word_map_changes', 'check_failure_case', 'summary', 'record_hits', 'adapted_hits', 'check_few_shot',
            'stub_source', 'assignment_from_solution', 'write_assignment']
 
 # %% ../nbs/exercises/00_checks.ipynb #13c4e7ae
@@ -340,21 +340,23 @@ def check_failure_case(find_failure, # the student's (scorer, examples) -> (inde
 SUMMARY_KEYS = ('accuracy', 'ci_low', 'ci_high')
 
 def summary(hits) -> dict:
-    "Accuracy of 0/1 (or -1/0/1) `hits`, its 95% bootstrap interval (`bootstrap_ci`), and `n`."
+    "Mean of per-record `hits` (or of their differences), its 95% bootstrap interval (`bootstrap_ci`), and `n`."
     lo, hi = bootstrap_ci(hits)
     return dict(accuracy=float(np.mean(hits)), ci_low=lo, ci_high=hi, n=len(hits))
 
-def task_hits(scorer: DSDScorer, test: list) -> np.ndarray:
-    "Right (1) or wrong (0) for every task of `evaluate_shapes`, in its order."
-    return np.array([h for v in evaluate_shapes(scorer, test).values() for h in v], dtype=float)
+def record_hits(scorer, test: list) -> np.ndarray:
+    "Right (1), wrong (0) or tied (0.5) for every record of `test`, in its order, as `evaluate` counts them."
+    _, outputs = evaluate(scorer, test, n_boot=0, progress=False, return_outputs=True)
+    return np.array([hit_at(o['scores'], o['label']) for o in outputs], dtype=float)
 
 def adapted_hits(adapter: str | Path, test: list) -> tuple[np.ndarray, np.ndarray, dict]:
-    "Task hits of the zero-shot scorer and of the adapted one (the scorer `adapter.json` records), and that record."
+    "Record hits of a fresh scorer and of the adapted one (`adapter_scorer`, same settings), and `adapter.json`."
     info = read_adapter_info(adapter)
-    scored = info.get('scorer') or {}
-    make = lambda: shapes_scorer(None, scored.get('timesteps', 2), scored.get('preset', 'official'),
-                                 seed=scored.get('seed', 0))
-    return task_hits(make(), test), task_hits(load_adapter(make(), adapter), test), info
+    kind = (info.get('scorer') or {}).get('kind', 'dsd')
+    after = adapter_scorer(adapter, kind)
+    same = dict(timesteps=after.timesteps, seed=after.seed) | ({'preset': after.preset} if kind == 'dsd' else {})
+    before = build_scorer(kind, info.get('model'), **same)
+    return record_hits(before, test), record_hits(after, test), info
 
 # %% ../nbs/exercises/00_checks.ipynb #ca07b408
 def _reported(res, key: str) -> dict:
@@ -377,7 +379,7 @@ def _compare_summary(report, what: str, got: dict, want: dict):
 # %% ../nbs/exercises/00_checks.ipynb #7c1f7066
 def check_few_shot(few_shot, # the student's (out, test) -> {'adapter', 'shots', 'before', 'after', 'change'}
                    out: str | Path, # the folder the adapter is written to
-                   test: list, # the held-out `shapes.Example`s
+                   test: list, # the held-out `Record`s (the shapes world's test split)
                    verbose: bool = True) -> CheckReport:
     "Run the student's experiment, then check its adapter and its reported accuracies against a recomputation."
     with checking('few-shot adaptation', verbose) as report:
@@ -389,9 +391,9 @@ def check_few_shot(few_shot, # the student's (out, test) -> {'adapter', 'shots',
         try: before, after, info = adapted_hits(res['adapter'], test)
         except (OSError, ValueError, KeyError) as e:
             raise NotReady(f"result['adapter'] = {res['adapter']!r}: {e}") from None
-        same = info.get('shots') == res['shots']
-        report.add(same, f"the adapter in {res['adapter']} was trained on {info.get('shots')} shots"
-                         + ('' if same else f", not {res['shots']}"))
+        same = info.get('shots') == res['shots'] and info.get('dataset') == 'shapes'
+        report.add(same, f"the adapter in {res['adapter']} was trained on {info.get('shots')} shots of "
+                         f"{info.get('dataset')!r}" + ('' if same else f"; expected {res['shots']} of 'shapes'"))
         for key, hits in (('before', before), ('after', after), ('change', after - before)):
             what = 'paired change (after − before)' if key == 'change' else f'accuracy {key}'
             _compare_summary(report, what, got[key], summary(hits))

@@ -5,9 +5,10 @@ import numpy as np, pytest, torch
 from PIL import Image
 from discffusion.data import Record, Records, shapes_records, winoground_group, winoground_records, COMVG_COLUMNS
 from discffusion.scoring import DSDScorer
-from discffusion.evaluation import (hit_at, wins, bootstrap_ci, score_group, score_records, summarize, evaluate, run_eval, format_results,
-                                    plot_results, winoground_metrics, BlankImageControl, DenoisingScorer, CLIPScorer, finetune_clip,
-                                    build_scorer, SCORERS)
+from discffusion.evaluation import (hit_at, wins, bootstrap_ci, score_group, score_records, summarize, evaluate,
+                                    run_eval, format_results, plot_results, winoground_metrics, BlankImageControl,
+                                    DenoisingScorer, CLIPScorer, build_scorer, SCORERS)
+from discffusion.clip import finetune_clip
 import discffusion.evaluation as ev
 
 COLORS = {'red': (255, 0, 0), 'green': (0, 255, 0), 'blue': (0, 0, 255), 'white': (255, 255, 255)}
@@ -121,7 +122,7 @@ def test_run_eval_vqa_recall(tmp_path):
     assert (res['accuracy'], res['R@1'], res['R@5'], res['n']) == (1 / 3, 1 / 3, 2 / 3, 3)
 
 def test_run_eval_shapes_and_table():
-    res = run_eval('shapes', NameScorer(), limit=4, progress=False)
+    res = run_eval('shapes', NameScorer(), limit=4, direction='text', progress=False)
     assert list(res)[:-1] == ['attribute_swap', 'object_swap', 'relation_flip', 'color_change', 'shape_change'] and res['all']['n'] == 20
     text = format_results(res)
     assert text.splitlines()[0].split() == ['subset', 'n', 'acc', '95%', 'CI'] and len(text.splitlines()) == 7
@@ -130,6 +131,11 @@ def test_run_eval_shapes_and_table():
     import matplotlib; matplotlib.use('Agg')
     ax = plot_results({'a': res, 'b': res}, chance=0.5)
     assert len(ax.patches) == 12
+    both = run_eval('shapes', NameScorer(), limit=4, progress=False)  # the shapes world goes both ways by default
+    assert list(both)[-3:] == ['image→text', 'text→image', 'all'] and both['all']['n'] == 40
+    assert both['image→text']['accuracy'] == res['all']['accuracy'] and both['text→image']['n'] == 20
+    grid = format_results({'a': res, 'b': both}, subsets=['object_swap', 'all'])
+    assert grid.splitlines()[0].split() == ['object_swap', 'all'] and len(grid.splitlines()) == 3
 
 def test_processes_merge_like_one(monkeypatch, tmp_path):
     "Two simulated processes, each scoring its shard, gathered: the same results as one process."

@@ -29,6 +29,9 @@ import argparse
 from discffusion.evaluation import bootstrap_ci
 from discffusion.data import shapes_records
 from discffusion.evaluation import evaluate
+import os
+from discffusion.core import check_device, default_dtype, load_pipeline, gpu_options, track_usage
+from discffusion.data import load_records
 
 
 def test_cell_0():

@@ -17,6 +17,7 @@ from unittest import mock
 from IPython.display import Markdown, display
 from discffusion.scoring import DSDScorer
 from discffusion.evaluation import evaluate
+import os
 
 
 def test_cell_0():

@@ -17,6 +17,20 @@ from safetensors.torch import load_file
 from diffusers import UNet2DConditionModel
 from discffusion.core import embedded_model_path, load_pipeline
 from discffusion.shapes import make_split
+import os, subprocess, sys, time
+from contextlib import contextmanager, nullcontext
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.nn.attention import sdpa_kernel, SDPBackend
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import cast_training_params
+from diffusers.utils import logging as diffusers_logging
+from discffusion.core import check_device, peak_memory, reset_peak_memory, GiB
+from discffusion.hooks import record_cross_attention
+from transformers import CLIPTextConfig, CLIPTextModel
+from tqdm.auto import tqdm
+from IPython.display import Markdown, display
+from discffusion.core import default_dtype, device_name
 
 
 def test_cell_0():

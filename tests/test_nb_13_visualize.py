@@ -25,6 +25,10 @@ from IPython.display import Markdown, display
 import matplotlib.pyplot as plt
 from discffusion.shapes import make_split
 from discffusion.toy import color_masks
+import os
+from pathlib import Path
+from discffusion.core import check_device, default_dtype, load_pipeline, gpu_options, track_usage
+from discffusion.data import load_records
 
 
 def test_cell_0():
