@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from discffusion.adapters import read_lora, LORA_FILE, PROMPT_FILE, INFO_FILE
 from discffusion.data import load_shots, export_task
+from tqdm.auto import tqdm
 import os
 from discffusion.core import track_usage
 from discffusion.evaluation import print_results
