@@ -270,7 +270,8 @@ def cmd_train_toy(args) -> Path:
 def demo_rows(example) -> list[tuple[str, str]]:
     "(label, text) rows for one shapes-world example: its caption, then its hard negatives."
     from discffusion.shapes import caption, HARD_NEGATIVES
-    return [('caption', example.caption)] + [(k, caption(example.negatives[k])) for k in HARD_NEGATIVES if k in example.negatives]
+    return [('caption', example.caption)] + [(k, caption(example.negatives[k]))
+                                             for k in HARD_NEGATIVES if k in example.negatives]
 
 def run_demo(scorer, examples) -> list[list[tuple[str, str, float]]]:
     "Score each example's image against its rows: [[(label, text, score), ...], ...]."
@@ -291,7 +292,8 @@ def demo_figure(examples, results, path=None):
         ax.imshow(ex.image); ax.set_xticks([]); ax.set_yticks([])
         lines = [f"{'> ' if i == best else '  '}{s:+.3f} {t}" for i, (_, t, s) in enumerate(rows)]
         ax.set_xlabel('\n'.join(lines), fontsize=6.5, family='monospace', loc='left')
-        ax.set_title('caption wins' if best == 0 else 'a negative wins', fontsize=9, color='green' if best == 0 else 'red')
+        ax.set_title('caption wins' if best == 0 else 'a negative wins', fontsize=9,
+                     color='green' if best == 0 else 'red')
     fig.tight_layout()
     if path: fig.savefig(path, dpi=120)
     return fig
@@ -314,13 +316,15 @@ def cmd_demo(args):
     for i, rows in enumerate(results):
         best = max(range(len(rows)), key=lambda r: rows[r][2])
         print(f'image {i}:')
-        for r, (label, text, s) in enumerate(rows): print(f"  {'*' if r == best else ' '} {s:+9.4f}  {text:<40} ({label})")
+        for r, (label, text, s) in enumerate(rows):
+            print(f"  {'*' if r == best else ' '} {s:+9.4f}  {text:<40} ({label})")
     wins = sum(max(range(len(r)), key=lambda k: r[k][2]) == 0 for r in results)
     demo_figure(examples, results, args.out)
     held_out = ' (each holds a colour-shape pair never seen in training)' if args.split == 'test' else ''
-    print(f'the caption scored highest for {wins} of {len(results)} {args.split} images{held_out}; preset {args.preset!r}, '
-          f'timesteps {scorer.timesteps}; figure saved to {args.out}; {time.time() - t0:.0f}s')
-    print('note: the embedded model knows only the shapes world; other words are split into characters by its CLIP-style tokenizer.')
+    print(f'the caption scored highest for {wins} of {len(results)} {args.split} images{held_out}; '
+          f'preset {args.preset!r}, timesteps {scorer.timesteps}; figure saved to {args.out}; {time.time() - t0:.0f}s')
+    print('note: the embedded model knows only the shapes world; '
+          'other words are split into characters by its CLIP-style tokenizer.')
     return results
 
 # %% ../nbs/14_cli.ipynb #33c4cae3
@@ -424,9 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     from discffusion.data import DATASETS
     presets = list(PRESETS)
     p = OneLineParser(prog='discffusion',
-                                description='Discriminative Stable Diffusion: image-text matching from cross-attention.')
+                      description='Discriminative Stable Diffusion: image-text matching from cross-attention.')
     sub = p.add_subparsers(dest='command', required=True)
-    d = sub.add_parser('demo', help='score shapes-world images against their captions and hard negatives (offline, embedded model)')
+    d = sub.add_parser('demo', help='score shapes-world images against their captions and hard negatives '
+                                    '(offline, embedded model)')
     d.add_argument('--n', type=positive_int, default=4, help='how many images (default 4)')
     d.add_argument('--split', default='test', choices=['train', 'val', 'test'],
                    help='test (default): every image holds a colour-shape pair never seen in training; val: seen pairs')
@@ -435,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--out', default='demo.png', help='where to save the figure (default demo.png)')
     d.add_argument('--seed', type=nonnegative_int, default=0)
     s = sub.add_parser('score', help='score texts against images')
-    s.add_argument('--model', default=None, help='hub id or folder of a Stable Diffusion pipeline (default: the embedded model)')
+    s.add_argument('--model', default=None,
+                   help='hub id or folder of a Stable Diffusion pipeline (default: the embedded model)')
     s.add_argument('--image', action='append', required=True, help='an image file (repeat for several)')
     s.add_argument('--text', action='append', required=True, help='a text (repeat for several)')
     s.add_argument('--preset', default='official', choices=presets)
@@ -451,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--images', default=None, help='the image folder')
     e.add_argument('--split', default=None, help='refcocog: val/test/...; shapes: train/val/test (default test)')
     e.add_argument('--scorer', default='dsd', choices=['dsd', 'denoise', 'blank', 'clip'])
-    e.add_argument('--model', default=None, help='hub id or folder (default: the embedded model; for clip, openai/clip-vit-large-patch14)')
+    e.add_argument('--model', default=None,
+                   help='hub id or folder (default: the embedded model; for clip, openai/clip-vit-large-patch14)')
     e.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
     e.add_argument('--preset', default=None, choices=presets)
     e.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")
@@ -459,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--seed', type=nonnegative_int, default=0)
     e.add_argument('--batch-size', type=positive_int, default=None)
     e.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
-    e.add_argument('--skip-missing', action='store_true', help='skip examples whose files are missing (and report how many)')
+    e.add_argument('--skip-missing', action='store_true',
+                   help='skip examples whose files are missing (and report how many)')
     e.add_argument('--json', action='store_true', help='print one JSON object')
     e.add_argument('--out', default=None, help='also write the JSON to this file')
     r = sub.add_parser('train', help="few-shot prompt learning (LoRA or prompt tokens) on K shots of a dataset's "
@@ -507,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--partial-captions', type=float, default=None,
                    help="share of two-object images captioned by one object only (default: the shipped recipe's)")
     t.add_argument('--text-encoder', default=None, choices=TEXT_ENCODERS,
-                   help="joint: trained with the UNet; clip: a CLIP text tower pretrained on the pairs, frozen; clip-tuned: the same, "
-                        "then trained with the UNet (default: the shipped recipe's)")
+                   help="joint: trained with the UNet; clip: a CLIP text tower pretrained on the pairs, frozen; "
+                        "clip-tuned: the same, then trained with the UNet (default: the shipped recipe's)")
     return p
 
 # %% ../nbs/14_cli.ipynb #b87a8de0

@@ -43,10 +43,14 @@ class Record:
 
     def __post_init__(self):
         if self.kind not in KINDS: raise ValueError(f"kind: expected one of {KINDS}, got {self.kind!r}")
-        if len(self.candidates) < 2: raise ValueError(f"candidates: need at least 2, got {len(self.candidates)} (record {self.id!r})")
-        if not 0 <= self.label < len(self.candidates): raise ValueError(f"label: {self.label} is not an index of {len(self.candidates)} candidates (record {self.id!r})")
+        if len(self.candidates) < 2:
+            raise ValueError(f"candidates: need at least 2, got {len(self.candidates)} (record {self.id!r})")
+        if not 0 <= self.label < len(self.candidates):
+            raise ValueError(f"label: {self.label} is not an index of {len(self.candidates)} candidates "
+                             f"(record {self.id!r})")
         texts = self.candidates if self.kind == 'text' else [self.query]
-        if not all(isinstance(t, str) and t.strip() for t in texts): raise ValueError(f"record {self.id!r}: texts must be non-empty strings, got {texts!r}")
+        if not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"record {self.id!r}: texts must be non-empty strings, got {texts!r}")
 
     @property
     def images(self) -> list: return [self.query] if self.kind == 'text' else list(self.candidates)
@@ -442,13 +446,17 @@ def shapes_records(split: str = 'test', # shapes-world split: train, val, test
                   ) -> Records:
     "Shapes-world examples as two-candidate records, one per negative type (the subset)."
     if direction not in KINDS: raise ValueError(f"direction: expected one of {KINDS}, got {direction!r}")
-    if bad := [t for t in types if t not in NEGATIVE_TYPES]: raise ValueError(f"types: unknown {bad}; expected some of {NEGATIVE_TYPES}")
+    if bad := [t for t in types if t not in NEGATIVE_TYPES]:
+        raise ValueError(f"types: unknown {bad}; expected some of {NEGATIVE_TYPES}")
     rng, out = np.random.default_rng([seed, 7]), []
     for i, ex in enumerate(make_split(split, n, seed, size)):
         for t in (t for t in types if t in ex.negatives):
             neg = ex.negatives[t]
-            if direction == 'text': out.append(Record(ex.image, [ex.caption, caption(neg)], 0, 'text', t, str(i), f'shapes {split} {i}'))
-            else: out.append(Record(ex.caption, [ex.image, render(neg, size, rng)], 0, 'image', t, str(i), f'shapes {split} {i}'))
+            if direction == 'text':
+                out.append(Record(ex.image, [ex.caption, caption(neg)], 0, 'text', t, str(i), f'shapes {split} {i}'))
+            else:
+                out.append(Record(ex.caption, [ex.image, render(neg, size, rng)], 0, 'image', t, str(i),
+                                  f'shapes {split} {i}'))
     return Records(out, f'shapes-{split}')
 
 # %% ../nbs/06_data.ipynb #bb4c066f

@@ -42,7 +42,8 @@ class Scene:
 
     def __post_init__(self):
         object.__setattr__(self, 'objects', tuple(self.objects))
-        if len(self.objects) not in (1, 2): raise ValueError(f"objects: expected 1 or 2 objects, got {len(self.objects)}")
+        if len(self.objects) not in (1, 2):
+            raise ValueError(f"objects: expected 1 or 2 objects, got {len(self.objects)}")
         if len(self.objects) == 2 and self.relation not in RELATIONS:
             raise ValueError(f"relation: expected one of {list(RELATIONS)} for two objects, got {self.relation!r}")
         if len(self.objects) == 1 and self.relation is not None:
@@ -83,7 +84,8 @@ def render(scene: Scene, # what to draw
            rng: np.random.Generator | None = None, # jitters positions and sizes; None: the canonical layout
           ) -> Image.Image:
     "An RGB image of `scene` on a black background."
-    if not isinstance(size, (int, np.integer)) or size < 8: raise ValueError(f"size: expected an int >= 8, got {size!r}")
+    if not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"size: expected an int >= 8, got {size!r}")
     big = size * 4
     im = Image.new('RGB', (big, big))
     draw = ImageDraw.Draw(im)

@@ -94,7 +94,8 @@ def shifted_betas(shift: float, # factor on the SNR of SD's schedule
     "Betas of SD's schedule with its SNR multiplied by `shift` up to t = `until`."
     from diffusers import DDIMScheduler
     t = torch.arange(1000)
-    sd_snr = compute_snr(DDIMScheduler(**sd_scheduler_config()), t).double()  # ᾱ_t / (1 − ᾱ_t), in diffusers' float32
+    # ᾱ_t / (1 − ᾱ_t), in diffusers' float32
+    sd_snr = compute_snr(DDIMScheduler(**sd_scheduler_config()), t).double()
     alpha_bar = torch.sigmoid(sd_snr.log() + math.log(shift) * ((999 - t.double()) / (999 - until)).clamp(0, 1))
     return (1 - alpha_bar / torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])).tolist()
 

@@ -162,13 +162,15 @@ def setup(self: Learner):
     self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.mixed_precision == 'fp16')
     self.ema = None if self.ema_decay is None else EMAModel(self.params, decay=self.ema_decay)
     self.state = TrainState()
-    objects = [TrainedWeights(self.modules), self.opt, self.scheduler, self.scaler, GeneratorState(self.gen), self.state]
+    objects = [TrainedWeights(self.modules), self.opt, self.scheduler, self.scaler, GeneratorState(self.gen),
+               self.state]
     self.accelerator.register_for_checkpointing(*objects, *([self.ema] if self.ema is not None else []))
 
 @patch
 def autocast(self: Learner):
     "Autocast to the learner's precision on its device (a no-op for 'no')."
-    # torch.autocast takes the dtype per call; accelerate's autocast() reads one precision per process (AcceleratorState)
+    # torch.autocast takes the dtype per call;
+    # accelerate's autocast() reads one precision per process (AcceleratorState)
     dtype = PRECISIONS[self.mixed_precision]
     return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 

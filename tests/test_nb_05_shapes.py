@@ -33,7 +33,8 @@ def test_cell_2():
         assert set(ex.negatives) == {'attribute_swap', 'object_swap', 'relation_flip', 'color_change', 'shape_change'}
         for k, sc in ex.negatives.items():
             assert caption(sc) != ex.caption, k
-            if k != 'relation_flip' and k in hard_negatives(ex.scene): assert sorted(caption(sc).split()) == sorted(ex.caption.split())
+            if k != 'relation_flip' and k in hard_negatives(ex.scene):
+                assert sorted(caption(sc).split()) == sorted(ex.caption.split())
     one = make_split('train', 10, seed=0, two_objects=0.0)
     assert all(len(ex.scene.objects) == 1 and set(ex.negatives) <= {'color_change', 'shape_change'} for ex in one)
 

@@ -26,7 +26,8 @@ def test_cell_0():
     train = argparse.Namespace(command='train', out='ad', overwrite=False)
     said = "adapter: ad already holds an adapter; pass overwrite=True (CLI: --overwrite) to replace it"
     test_eq(in_flag_words(said, train)[0], "--out: ad already holds an adapter; pass --overwrite to replace it")
-    test_eq(in_flag_words("k: good has 1 examples; need k=5 shots", train)[0], "--shots: good has 1 examples; need k=5 shots")
+    test_eq(in_flag_words("k: good has 1 examples; need k=5 shots", train)[0],
+            "--shots: good has 1 examples; need k=5 shots")
     test_eq(one_line('first\n  second\n\n'), 'first second')
 
 
@@ -54,7 +55,8 @@ def test_cell_2():
     test_eq(err.getvalue(), "discffusion score: error: argument --limit: expected an int >= 1, got '0' "
                             "(see discffusion score --help)\n")
     test_eq((positive_int('3'), nonnegative_int('0')), (3, 0)); test_fail(lambda: nonnegative_int('-1'), contains='>= 0')
-    test_eq((positive_float('1e-4'), finite_float('-0.5')), (1e-4, -0.5)); test_fail(lambda: positive_float('0'), contains='> 0')
+    test_eq((positive_float('1e-4'), finite_float('-0.5')), (1e-4, -0.5))
+    test_fail(lambda: positive_float('0'), contains='> 0')
     for bad in ('nan', 'inf', '-inf', 'x'): test_fail(lambda: finite_float(bad), contains='a finite number')
     with tempfile.TemporaryDirectory() as d:
         test_eq(writable_file(f'{d}/r.json', '--out'), Path(d, 'r.json'))
