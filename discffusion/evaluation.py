@@ -17,10 +17,10 @@ from .data import Record, Records, open_image, load_records
 from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 
 # %% auto #0
-__all__ = ['DIRECTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'score_group', 'process_shard', 'gather_outputs',
-           'score_records', 'winoground_metrics', 'subset_metrics', 'summarize', 'evaluate', 'format_results',
-           'print_results', 'plot_results', 'DenoisingScorer', 'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder',
-           'build_scorer', 'both_directions', 'run_eval']
+__all__ = ['DIRECTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'image_key', 'distinct_images', 'score_group',
+           'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics', 'subset_metrics', 'summarize',
+           'evaluate', 'format_results', 'print_results', 'plot_results', 'DenoisingScorer', 'BlankImageControl',
+           'CLIPScorer', 'shapes_clip_folder', 'build_scorer', 'both_directions', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
 def hit_at(scores, # the candidates' scores
@@ -60,7 +60,13 @@ def bootstrap_ci(values, # per-record values (0/1 hits, or fractions), or [runs,
     return float(lo), float(hi)
 
 # %% ../nbs/07_evaluation.ipynb #3e6c8d01
-def _key(x): return ('file', str(x)) if isinstance(x, (str, Path)) else ('object', id(x))
+def image_key(image) -> tuple:
+    "What identifies an image across records: its path, or the object itself (a PIL image, a `Crop`)."
+    return ('file', str(image)) if isinstance(image, (str, Path)) else ('object', id(image))
+
+def distinct_images(records) -> dict:
+    "`{image_key: image}` of every image the records use, each once."
+    return {image_key(im): im for r in records for im in r.images}
 
 def _matrix(scorer, images: list, texts: list[str]) -> torch.Tensor:
     "`scorer.score` on opened images, checked to be `[n_text, n_img]`."
@@ -72,16 +78,16 @@ def _matrix(scorer, images: list, texts: list[str]) -> torch.Tensor:
 
 def _joint_scores(scorer, records) -> list[torch.Tensor]:
     "Each record's candidate scores from one call on the union of the records' images and texts."
-    ims = {_key(im): im for r in records for im in r.images}
+    ims = distinct_images(records)
     txt = list(dict.fromkeys(t for r in records for t in r.texts))
     m = _matrix(scorer, list(ims.values()), txt)
     col, row = {k: j for j, k in enumerate(ims)}, {t: i for i, t in enumerate(txt)}
-    return [m[[row[t] for t in r.candidates], col[_key(r.query)]] if r.kind == 'text' else
-            m[row[r.query], [col[_key(c)] for c in r.candidates]] for r in records]
+    return [m[[row[t] for t in r.candidates], col[image_key(r.query)]] if r.kind == 'text' else
+            m[row[r.query], [col[image_key(c)] for c in r.candidates]] for r in records]
 
 def score_group(scorer, records: list[Record]) -> list[torch.Tensor]:
     "Candidate scores of records that belong together, jointly when that is no more work."
-    n_img, n_txt = len({_key(im) for r in records for im in r.images}), len({t for r in records for t in r.texts})
+    n_img, n_txt = len(distinct_images(records)), len({t for r in records for t in r.texts})
     if n_img * n_txt <= sum(len(r.candidates) for r in records): return _joint_scores(scorer, records)
     return [s for r in records for s in _joint_scores(scorer, [r])]
 

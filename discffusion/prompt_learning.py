@@ -15,7 +15,7 @@ from .core import check_device, default_device, peak_memory, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
-from .evaluation import evaluate, build_scorer, _key
+from .evaluation import evaluate, build_scorer, image_key, distinct_images
 from .training import Learner, checkpoints, cosine_schedule
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info
@@ -51,14 +51,14 @@ def record_groups(scorer: DSDScorer, records: list[Record],
                   vae_batch_size: int | None = None) -> list[CandidateGroup]:
     "One `CandidateGroup` per record, positive first; every image and text encoded once (without prompt tokens)."
     if not records: raise ValueError("records: no training records")
-    images = {_key(im): im for r in records for im in r.images}
+    images = distinct_images(records)
     texts = list(dict.fromkeys(t for r in records for t in r.texts))
     latents = encode_images(scorer, list(images.values()), vae_batch_size)
     hidden, mask = scorer.encode_texts(texts, prompt=False)
     col, row, out = {k: j for j, k in enumerate(images)}, {t: i for i, t in enumerate(texts)}, []
     for r in records:
         cands = _positive_first(r)
-        im = [col[_key(r.query)]] * len(cands) if r.kind == 'text' else [col[_key(c)] for c in cands]
+        im = [col[image_key(r.query)]] * len(cands) if r.kind == 'text' else [col[image_key(c)] for c in cands]
         tx = [row[t] for t in cands] if r.kind == 'text' else [row[r.query]] * len(cands)
         out.append(CandidateGroup(latents[im], hidden[tx], None if mask is None else mask[tx], r.kind, r.subset))
     return out
