@@ -10,7 +10,11 @@ noise; the script checks that they agree, then prints `speedup: X` (fast pairs/s
 Two more lines, each measured in the same run:
 * adaptive evaluation (`DSDScorer(adaptive=True)`) against the full official grid on shapes test images, each scored
   against its caption and three hard negatives: how many fewer UNet rows, and the attribute-swap accuracy of both;
-* early exit on a down + mid layer selection (no denoising term): the forward stops after the mid block.
+  then the same search replayed (`adaptive_replay`) on the full grid's per-timestep scores in 8 visiting orders, since
+  one order's accuracy is one draw;
+* early exit on a down + mid layer selection (no denoising term): the forward stops after the mid block. Beside the
+  measured ratio, its FLOP bound (FLOPs of a whole forward over those of the stopped one) on this UNet and on an
+  SD-2.1-base-shaped one (counted on the meta device: nothing is computed).
 
     python bench/score_bench.py [--model FOLDER] [--images 4] [--texts 6] [--timesteps 2] [--batch-size 32]
                                 [--adaptive-images 100]
@@ -18,8 +22,11 @@ Two more lines, each measured in the same run:
 import argparse, time
 import torch
 from discffusion.core import load_pipeline
-from discffusion.scoring import DSDScorer, reference_score, noise_bank, spaced_timesteps
-from discffusion.hooks import cross_attention_layers
+from torch.utils.flop_counter import FlopCounterMode
+from diffusers import UNet2DConditionModel
+from discffusion.scoring import DSDScorer, AdaptiveGrid, adaptive_replay, reference_score, noise_bank, spaced_timesteps
+from discffusion.hooks import cross_attention_layers, record_cross_attention, StopForward
+from discffusion.adapters import sd21_base_unet_config
 from discffusion.shapes import make_split, caption, HARD_NEGATIVES
 
 def best_of(fn, repeats):
@@ -62,34 +69,61 @@ def main():
     if a.adaptive_images: adaptive_line(pipe, a.adaptive_images, a.batch_size)
     early_exit_line(pipe, latents, ctx, noise, a.batch_size, a.repeats)
 
-def adaptive_line(pipe, n: int, batch_size: int):
+def adaptive_line(pipe, n: int, batch_size: int, orders: int = 8):
     "UNet rows and attribute-swap accuracy of adaptive evaluation against the full official grid."
-    out = {}
-    for adaptive in (False, True):
-        sc = DSDScorer.from_pipeline(pipe, preset='official', adaptive=adaptive, batch_size=batch_size)
-        rows, hits = 0, []
-        for ex in make_split('test', n, seed=0):
-            kinds = [k for k in HARD_NEGATIVES if k in ex.negatives]
-            s = sc.score([ex.image], [ex.caption] + [caption(ex.negatives[k]) for k in kinds])[:, 0]
-            rows += sc.unet_rows
-            hits.append(bool(s[0] > s[1 + kinds.index('attribute_swap')]))
-        out[adaptive] = rows, sum(hits) / len(hits)
-    (full_rows, full_acc), (ada_rows, ada_acc) = out[False], out[True]
-    print(f'adaptive evaluation: {full_rows / ada_rows:.1f}x fewer UNet rows ({ada_rows} vs {full_rows}, official grid, '
-          f'{n} test images); attribute-swap accuracy {ada_acc:.3f} vs {full_acc:.3f} on the full grid '
+    full = DSDScorer.from_pipeline(pipe, preset='official', batch_size=batch_size)
+    ada = DSDScorer.from_pipeline(pipe, preset='official', adaptive=True, batch_size=batch_size)
+    rows, hits = dict(full=0, ada=0, replay=[0] * orders), dict(full=[], ada=[], replay=[[] for _ in range(orders)])
+    for ex in make_split('test', n, seed=0):
+        kinds = [k for k in HARD_NEGATIVES if k in ex.negatives]
+        ctx, mask = full.encode_texts([ex.caption] + [caption(ex.negatives[k]) for k in kinds])
+        latents, a = full.encode_images([ex.image]), 1 + kinds.index('attribute_swap')
+        per_t = full.timestep_scores(latents, ctx, token_mask=mask)[:, :, 0]; rows['full'] += full.unet_rows
+        s = ada.score_latents(latents, ctx, token_mask=mask)[:, 0]; rows['ada'] += ada.unet_rows
+        hits['full'].append(bool(per_t[:, 0].mean() > per_t[:, a].mean())); hits['ada'].append(bool(s[0] > s[a]))
+        for seed in range(orders):
+            s, r = adaptive_replay(per_t, AdaptiveGrid(seed=seed)); rows['replay'][seed] += r
+            hits['replay'][seed].append(bool(s[0] > s[a]))
+    acc = lambda h: sum(h) / len(h)
+    full_acc, ada_acc, rep = acc(hits['full']), acc(hits['ada']), [acc(h) for h in hits['replay']]
+    print(f'adaptive evaluation: {rows["full"] / rows["ada"]:.1f}x fewer UNet rows ({rows["ada"]} vs {rows["full"]}, '
+          f'official grid, {n} test images); attribute-swap accuracy {ada_acc:.3f} vs {full_acc:.3f} on the full grid '
           f'({100 * (ada_acc - full_acc):+.1f} points)')
+    print(f'adaptive evaluation over {orders} visiting orders (replayed): '
+          f'{rows["full"] * orders / sum(rows["replay"]):.1f}x fewer UNet rows; attribute-swap accuracy '
+          f'{sum(rep) / orders:.3f} (min {min(rep):.3f}, max {max(rep):.3f}; '
+          f'{100 * (sum(rep) / orders - full_acc):+.1f} points on the mean)')
+
+def exit_flop_bound(unet, layers) -> float:
+    "FLOPs of a whole UNet forward over those of one stopped after the last of `layers`: early exit's bound."
+    c, dev = unet.config, unet.device
+    x = torch.randn(1, c.in_channels, c.sample_size, c.sample_size, device=dev)
+    ctx, t = torch.randn(1, 77, c.cross_attention_dim, device=dev), torch.tensor([500], device=dev)
+    flops = []
+    for stop in (False, True):
+        with torch.no_grad(), record_cross_attention(unet, layers, stop_early=stop), FlopCounterMode(display=False) as f:
+            try: unet(x, t, encoder_hidden_states=ctx)
+            except StopForward: pass
+        flops.append(f.get_total_flops())
+    return flops[0] / flops[1]
+
+def down_mid(unet) -> list[str]:
+    "The cross-attention layers of the down path and the mid block."
+    return [n for n in cross_attention_layers(unet) if n.startswith(('down', 'mid'))]
 
 def early_exit_line(pipe, latents, ctx, noise, batch_size: int, repeats: int):
     "Time of a down + mid layer selection with and without stopping the UNet after the mid block."
-    layers = [n for n in cross_attention_layers(pipe.unet) if n.startswith(('down', 'mid'))]
-    times = {}
+    layers, times = down_mid(pipe.unet), {}
     for early in (False, True):
         sc = DSDScorer.from_pipeline(pipe, preset='attention', layers=layers, timesteps=spaced_timesteps(len(noise)),
                                      batch_size=batch_size, early_exit=early)
         times[early], scores = best_of(lambda: sc.score_latents(latents, ctx, noise=noise), repeats)
         if early: assert torch.equal(scores, last), 'early exit changed the scores'
         last = scores
+    with torch.device('meta'): sd = UNet2DConditionModel(**sd21_base_unet_config())
     print(f'early exit (layers {", ".join(layers)}): {times[False] / times[True]:.1f}x faster '
-          f'({times[False]:.2f} s -> {times[True]:.2f} s), scores identical')
+          f'({times[False]:.2f} s -> {times[True]:.2f} s), scores identical; FLOP bound '
+          f'{exit_flop_bound(pipe.unet, layers):.1f}x here, {exit_flop_bound(sd, down_mid(sd)):.1f}x on an '
+          'SD-2.1-base-shaped UNet')
 
 if __name__ == '__main__': main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 import torch
 from PIL import Image
@@ -23,7 +24,7 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
            'AdaptiveGrid', 'resolve_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'prepare_images', 'tokenize',
-           'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors']
+           'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -326,14 +327,14 @@ def combine(self: DSDScorer, att, err=None, att_uncond=None, err_uncond=None) ->
 
 @patch
 @torch.no_grad()
-def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] clean latents, already scaled
-                  text_embeddings: torch.Tensor, # [n_text, S, D] text-encoder hidden states
-                  timesteps=None, # ints; default: the scorer's grid
-                  noise: torch.Tensor | None = None, # [len(timesteps), C, H, W]; default: the seeded noise bank
-                  token_mask: torch.Tensor | None = None, # [n_text, S] bool, True where a token counts
-                  uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (default: encoded)
-                 ) -> torch.Tensor:
-    "The DSD score matrix `[n_text, n_img]` on explicit latents and text embeddings."
+def timestep_scores(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] clean latents, already scaled
+                    text_embeddings: torch.Tensor, # [n_text, S, D] text-encoder hidden states
+                    timesteps=None, # ints; default: the scorer's grid
+                    noise: torch.Tensor | None = None, # [len(timesteps), C, H, W]; default: the seeded noise bank
+                    token_mask: torch.Tensor | None = None, # [n_text, S] bool, True where a token counts
+                    uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (default: encoded)
+                   ) -> torch.Tensor:
+    "Each timestep's DSD score `[T, n_text, n_img]` (NaN where adaptive evaluation dropped a candidate)."
     timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
     T, n_img, n_text = len(timesteps), len(latents), len(ctx)
     target = denoise_target(self.scheduler, latents, noise, timesteps).float() if self.denoise else None
@@ -342,7 +343,19 @@ def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] cle
         if self.adaptive is not None and 1 in (n_img, n_text) and n_img * n_text > 1:
             per_t = self.adaptive_rounds(rec, zt, timesteps, ctx, token_mask, target, uncond_embedding)
         else: per_t = self.grid_scores(rec, zt, timesteps, ctx, token_mask, target, uncond_embedding)
-    return self.check_finite(per_t.nanmean(0).T.contiguous())
+    return per_t.transpose(1, 2)
+
+@patch
+def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] clean latents, already scaled
+                  text_embeddings: torch.Tensor, # [n_text, S, D] text-encoder hidden states
+                  timesteps=None, # ints; default: the scorer's grid
+                  noise: torch.Tensor | None = None, # [len(timesteps), C, H, W]; default: the seeded noise bank
+                  token_mask: torch.Tensor | None = None, # [n_text, S] bool, True where a token counts
+                  uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (default: encoded)
+                 ) -> torch.Tensor:
+    "The DSD score matrix `[n_text, n_img]` on explicit latents and text embeddings: the mean of `timestep_scores`."
+    per_t = self.timestep_scores(latents, text_embeddings, timesteps, noise, token_mask, uncond_embedding)
+    return self.check_finite(per_t.nanmean(0).contiguous())
 
 @patch
 def branch_scores(self: DSDScorer, rec, zt, timesteps, rows, ctx, token_mask, target, uncond_embedding) -> torch.Tensor:
@@ -584,27 +597,53 @@ def stratified_order(T: int, # grid size
 
 def survivors(per_t: torch.Tensor, # [visited timesteps, candidates] scores so far
               alive: torch.Tensor, # indices of the candidates still in
-              z: float) -> torch.Tensor:
+              z: float, # drop a candidate whose mean gap to the leader exceeds z standard errors
+              grid_size: int | None = None, # T, the grid the visited timesteps come from (None: an endless one)
+             ) -> torch.Tensor:
     "The candidates of `alive` not clearly behind the leader (paired gaps over more than `z` standard errors)."
-    if len(per_t) < 2: return alive
+    m = len(per_t)
+    if m < 2: return alive
     x = per_t[:, alive]
     gaps = x[:, x.mean(0).argmax()][:, None] - x  # [m, n]: leader minus candidate, per timestep
-    se = gaps.std(0) / len(gaps) ** 0.5
+    se = gaps.std(0) / m ** 0.5
+    if grid_size is not None: se = se * (max(grid_size - m, 0) / max(grid_size - 1, 1)) ** 0.5  # finite grid
     return alive[~(gaps.mean(0) > z * se + 1e-12)]
+
+def adaptive_search(T: int, # grid size
+                    n: int, # candidates
+                    adaptive: AdaptiveGrid, # the visiting order and the bound
+                    score: Callable, # score(k, c) -> [R]: the scores of grid indices k of candidates c
+                   ) -> torch.Tensor:
+    "Per-timestep scores `[T, n]` of `n` candidates, visited in stratified rounds (NaN: dropped before)."
+    per_t, alive, visited = torch.full((T, n), float('nan')), torch.arange(n), []
+    for ks in stratified_order(T, adaptive.strata, adaptive.seed):
+        k, c = torch.tensor(ks).repeat_interleave(len(alive)), alive.repeat(len(ks))
+        per_t[k, c] = score(k, c).float()
+        visited += ks
+        alive = survivors(per_t[visited], alive, adaptive.z, T)
+        if len(alive) == 1: break
+    return per_t
+
+def adaptive_replay(per_t: torch.Tensor, # [T, n] one query's scores of n candidates on the whole grid
+                    adaptive: AdaptiveGrid, # the search to replay
+                    uncond: bool = True, # count the unconditional row each visited timestep needs
+                   ) -> tuple[torch.Tensor, int]:
+    "Adaptive evaluation replayed on recorded scores: the scores `[n]` it returns and the UNet rows it would run."
+    rows = 0
+    def score(k, c):
+        nonlocal rows; rows += len(k) + (len(k.unique()) if uncond else 0)
+        return per_t[k, c]
+    return adaptive_search(len(per_t), per_t.shape[1], adaptive, score).nanmean(0), rows
 
 # %% ../nbs/04_scoring.ipynb #8e74a865
 @patch
 def adaptive_rounds(self: DSDScorer, rec, zt, timesteps, ctx, token_mask, target, uncond_embedding) -> torch.Tensor:
     "Scores `[T, n_img, n_text]` of one query's candidates in stratified rounds (NaN: not scored, dropped)."
     T, n_img, n_text = len(timesteps), zt.shape[1], len(ctx)
-    by_text, n = n_text > 1, max(n_img, n_text)
-    per_t, alive, visited = torch.full((T, n), float('nan')), torch.arange(n), []
-    self.unet_rows = 0
-    for ks in stratified_order(T, self.adaptive.strata, self.adaptive.seed):
-        k, c = torch.tensor(ks).repeat_interleave(len(alive)), alive.repeat(len(ks))
+    by_text = n_text > 1
+    def score(k, c):
         j, i = (torch.zeros_like(c), c) if by_text else (c, torch.zeros_like(c))
-        per_t[k, c] = self.branch_scores(rec, zt, timesteps, (k, j, i), ctx, token_mask, target, uncond_embedding)
-        visited += ks
-        alive = survivors(per_t[visited], alive, self.adaptive.z)
-        if len(alive) == 1: break
+        return self.branch_scores(rec, zt, timesteps, (k, j, i), ctx, token_mask, target, uncond_embedding)
+    self.unet_rows = 0
+    per_t = adaptive_search(T, max(n_img, n_text), self.adaptive, score)
     return per_t[:, None, :] if by_text else per_t[:, :, None]

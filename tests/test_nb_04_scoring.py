@@ -4,6 +4,7 @@ from discffusion.scoring import *
 import math, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 import torch
 from PIL import Image
