@@ -122,7 +122,7 @@ def save_shapes_clip(scorer: CLIPScorer, folder: str | Path) -> Path:
 
 def shipped_shapes_clip(folder: str | Path | None = None, # a folder saved by `save_shapes_clip`; None: the shipped one
                         device='cpu') -> CLIPScorer:
-    "The shapes-world CLIP whose text tower is the embedded model's text encoder (its `clip/` folder), offline."
+    "The shapes-world CLIP shipped beside the embedded model (its `clip/` folder), offline."
     folder = Path(folder) if folder is not None else embedded_model_path()/'clip'
     if not (folder/'config.json').exists():
         raise FileNotFoundError(f"folder: no CLIP model in {folder} (expected config.json, as save_shapes_clip writes)")

@@ -78,3 +78,7 @@ def test_cell_3():
         again = shipped_shapes_clip(save_shapes_clip(clip, Path(d)/'clip'))
         torch.testing.assert_close(again.score([rec.query], rec.candidates), clip.score([rec.query], rec.candidates))
         test_fail(lambda: shipped_shapes_clip(d), contains=f"folder: no CLIP model in {d}")
+    # the shipped one: trained on the seen colour-shape pairs, it tells a caption from its hard negatives there
+    from discffusion.evaluation import evaluate
+    seen = shapes_records('val', 20)
+    assert evaluate(shipped_shapes_clip(), seen, progress=False)['all']['accuracy'] >= 0.8
