@@ -346,14 +346,9 @@ def timestep_scores(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] c
     return per_t.transpose(1, 2)
 
 @patch
-def score_latents(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] clean latents, already scaled
-                  text_embeddings: torch.Tensor, # [n_text, S, D] text-encoder hidden states
-                  timesteps=None, # ints; default: the scorer's grid
-                  noise: torch.Tensor | None = None, # [len(timesteps), C, H, W]; default: the seeded noise bank
-                  token_mask: torch.Tensor | None = None, # [n_text, S] bool, True where a token counts
-                  uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (default: encoded)
-                 ) -> torch.Tensor:
-    "The DSD score matrix `[n_text, n_img]` on explicit latents and text embeddings: the mean of `timestep_scores`."
+def score_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None, token_mask=None,
+                  uncond_embedding=None) -> torch.Tensor:
+    "The DSD score matrix `[n_text, n_img]` on explicit latents and text embeddings: `timestep_scores`' mean."
     per_t = self.timestep_scores(latents, text_embeddings, timesteps, noise, token_mask, uncond_embedding)
     return self.check_finite(per_t.nanmean(0).contiguous())
 
