@@ -22,7 +22,8 @@ def test_cell_0():
     before = {n: m.processor for n, m in cross_attention_layers(small).items()}
     try:
         with record_cross_attention(small, 'all'):
-            assert all(type(m.processor).__name__ == 'CrossAttentionRecorder' for m in cross_attention_layers(small).values())
+            assert all(type(m.processor).__name__ == 'CrossAttentionRecorder'
+                       for m in cross_attention_layers(small).values())
             raise RuntimeError('boom')
     except RuntimeError: pass
     assert all(m.processor is before[n] for n, m in cross_attention_layers(small).items())
@@ -46,8 +47,10 @@ def test_cell_2():
     deep = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8,
         down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D'), up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D'),
         cross_attention_dim=16, attention_head_dim=4, transformer_layers_per_block=2).eval()
-    assert select_layers(deep, 'all') == ['down.1.0', 'down.1.0.1', 'mid.0', 'mid.0.1', 'up.0.0', 'up.0.0.1', 'up.0.1', 'up.0.1.1']
-    assert select_layers(deep) == ['down.1.0.1', 'mid.0.1', 'up.0.0.1', 'up.0.1.1'], select_layers(deep)  # official: last block of each
+    assert select_layers(deep, 'all') == ['down.1.0', 'down.1.0.1', 'mid.0', 'mid.0.1',
+                                          'up.0.0', 'up.0.0.1', 'up.0.1', 'up.0.1.1']
+    # official: last block of each
+    assert select_layers(deep) == ['down.1.0.1', 'mid.0.1', 'up.0.0.1', 'up.0.1.1'], select_layers(deep)
     x, t, c = torch.randn(1, 4, 8, 8), torch.tensor([3]), torch.randn(1, 5, 16)
     with torch.no_grad():
         ref = deep(x, t, c).sample

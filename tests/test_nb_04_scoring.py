@@ -38,7 +38,8 @@ from discffusion.data import load_records
 def test_cell_0():
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 32, 64, 64), norm_num_groups=8,
-        down_block_types=('CrossAttnDownBlock2D',)*3 + ('DownBlock2D',), up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',)*3,
+        down_block_types=('CrossAttnDownBlock2D',)*3 + ('DownBlock2D',),
+        up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',)*3,
         cross_attention_dim=24, attention_head_dim=8).eval()
     sched = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
     lat, txt, unc = torch.randn(2, 4, 8, 8), torch.randn(3, 6, 24), torch.randn(1, 6, 24)
@@ -65,9 +66,13 @@ def test_cell_1():
     sched = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
     lat, txt, unc = torch.randn(4, 4, 8, 8), torch.randn(5, 7, 16), torch.randn(1, 7, 16)
     for denoise in (False, True):
-        full = {bs: DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700], batch_size=bs).score_latents(lat, txt, uncond_embedding=unc) for bs in (1, 3, 64)}
-        torch.testing.assert_close(full[1], full[3], atol=1e-5, rtol=0); torch.testing.assert_close(full[1], full[64], atol=1e-5, rtol=0)
-        alone = DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700], batch_size=1).score_latents(lat[2:3], txt[4:5], uncond_embedding=unc)
+        full = {bs: DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700],
+                              batch_size=bs).score_latents(lat, txt, uncond_embedding=unc) for bs in (1, 3, 64)}
+        torch.testing.assert_close(full[1], full[3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(full[1], full[64], atol=1e-5, rtol=0)
+        alone = DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700],
+                          batch_size=1).score_latents(lat[2:3], txt[4:5], uncond_embedding=unc)
         torch.testing.assert_close(alone[0, 0], full[64][4, 2], atol=1e-5, rtol=0)
-        shuffled = DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700], batch_size=7).score_latents(lat.flip(0), txt.flip(0), uncond_embedding=unc)
+        shuffled = DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700],
+                             batch_size=7).score_latents(lat.flip(0), txt.flip(0), uncond_embedding=unc)
         torch.testing.assert_close(shuffled, full[64].flip(0).flip(1), atol=1e-5, rtol=0)
