@@ -24,6 +24,7 @@ from IPython.display import Markdown, display
 from discffusion.adapters import read_lora, LORA_FILE, PROMPT_FILE, INFO_FILE
 from discffusion.data import load_shots, export_task
 from tqdm.auto import tqdm
+from discffusion.clip import finetune_clip, shipped_shapes_clip
 import os
 from discffusion.core import track_usage
 from discffusion.evaluation import print_results
