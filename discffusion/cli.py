@@ -381,7 +381,8 @@ def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     else:
         with blame(args, '--model'): scorer = build_scorer(args.scorer, args.model, device=args.device, **opts)
     metrics = evaluate(scorer, records, seed=args.seed, progress=not args.json)   # `run_eval` is these two steps
-    result = {'dataset': args.dataset, 'model': str(args.model or 'embedded'), 'adapter': args.adapter,
+    embedded = 'embedded shapes-world CLIP' if args.scorer == 'clip' else 'embedded'
+    result = {'dataset': args.dataset, 'model': str(args.model or embedded), 'adapter': args.adapter,
               'scorer': args.scorer, 'metrics': metrics} | ({'run': meter.report()} if meter else {})
     finite_result(result)
     print(json.dumps(result, allow_nan=False) if args.json else format_results(metrics))
@@ -458,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--split', default=None, help='refcocog: val/test/...; shapes: train/val/test (default test)')
     e.add_argument('--scorer', default='dsd', choices=['dsd', 'denoise', 'blank', 'clip'])
     e.add_argument('--model', default=None,
-                   help='hub id or folder (default: the embedded model; for clip, openai/clip-vit-large-patch14)')
+                   help='hub id or folder (default: the embedded model; for clip, its shapes-world CLIP)')
     e.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
     e.add_argument('--preset', default=None, choices=presets)
     e.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")

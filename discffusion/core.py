@@ -80,12 +80,13 @@ def _is_local(model: str | Path) -> bool:
 def _quiet_loading():
     "Silence diffusers' loading bars and transformers' notes about optional image-processor backends."
     import diffusers.utils.logging as dlog, transformers.utils.logging as tlog
-    level, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    level, bars, dbars = tlog.get_verbosity(), tlog.is_progress_bar_enabled(), dlog.is_progress_bar_enabled()
     tlog.set_verbosity_error(); tlog.disable_progress_bar(); dlog.disable_progress_bar()
     try: yield
     finally:
-        tlog.set_verbosity(level); dlog.enable_progress_bar()
+        tlog.set_verbosity(level)
         if bars: tlog.enable_progress_bar()
+        if dbars: dlog.enable_progress_bar()
 
 def _dtype_keyword() -> str:
     "The loader's keyword for the weights dtype: `dtype` in recent diffusers (`torch_dtype` is deprecated there)."

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import default_device, embedded_model_path
+from .core import default_device, embedded_model_path, _quiet_loading
 from .data import Record, Records, open_image, load_records
 from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 
@@ -345,7 +345,7 @@ class CLIPScorer:
                         device=None, **kwargs):
         "A CLIP scorer from a hub id or a folder."
         from transformers import CLIPModel, CLIPProcessor
-        model, processor = CLIPModel.from_pretrained(name), CLIPProcessor.from_pretrained(name)
+        with _quiet_loading(): model, processor = CLIPModel.from_pretrained(name), CLIPProcessor.from_pretrained(name)
         return cls(model, processor, device or default_device(), **kwargs)
 
     def __repr__(self): return f"CLIPScorer({self.model.config.name_or_path or 'CLIPModel'!r})"

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from discffusion.core import default_device, embedded_model_path
+from discffusion.core import default_device, embedded_model_path, _quiet_loading
 from discffusion.data import Record, Records, open_image, load_records
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 from fastcore.test import test_eq, test_close, test_fail
