@@ -65,6 +65,7 @@ def pretrain_clip(scorer: CLIPScorer, images, # PIL images (or paths) to train o
                   captions: list[str], # their captions
                   steps: int = 1000, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.1,
                   warmup: int = 100, # linear warm-up steps, then cosine decay to zero
+                  schedule=None, # a `Learner` schedule instead (None: `cosine_schedule(warmup)`)
                   seed: int = 0,
                   out: str | Path | None = None, every: int = 0, settings: dict | None = None, # checkpoints (`Learner`)
                   progress: bool = True) -> list[float]:
@@ -78,8 +79,9 @@ def pretrain_clip(scorer: CLIPScorer, images, # PIL images (or paths) to train o
         idx = torch.randperm(len(images), generator=gen)[:batch_size]
         caps = [captions[j] for j in idx.tolist()]
         return clip_loss(model.logit_scale.exp() * scorer.embed_texts(caps) @ scorer.embed_pixels(pixels[idx]).T, caps)
-    learn = Learner(model, loss, steps, lr=lr, weight_decay=weight_decay, schedule=cosine_schedule(warmup),
-                    max_grad_norm=None, after_step=[clamp_logit_scale(model)], seed=seed, out=out, every=every,
+    learn = Learner(model, loss, steps, lr=lr, weight_decay=weight_decay,
+                    schedule=schedule or cosine_schedule(warmup), max_grad_norm=None,
+                    after_step=[clamp_logit_scale(model)], seed=seed, out=out, every=every,
                     settings=settings, desc='training CLIP', progress=progress)
     with torch.enable_grad(): return learn.fit()['loss']
 

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from diffusers.training_utils import compute_snr
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
 from .training import Learner, cosine_schedule
 from .clip import shapes_clip, pretrain_clip, save_shapes_clip
@@ -21,8 +20,8 @@ except ImportError: from transformers.convert_slow_tokenizer import bytes_to_uni
 __all__ = ['BOS', 'EOS', 'SHAPES_CLIP', 'TEXT_ENCODERS', 'FULL', 'QUICK', 'shapes_vocabulary', 'make_tokenizer',
            'text_encoder_config', 'vae_config', 'unet_config', 'sd_scheduler_config', 'shifted_betas',
            'scheduler_config', 'build_models', 'training_data', 'to_unit', 'to_pil', 'caption_ids', 'vae_loss',
-           'encode_latents', 'diffusion_loss', 'pretrained_clip', 'text_tower', 'save_pipeline', 'train_toy',
-           'color_masks', 'find_objects', 'matches']
+           'encode_latents', 'diffusion_loss', 'clip_recipe_schedule', 'pretrained_clip', 'text_tower', 'save_pipeline',
+           'train_toy', 'color_masks', 'find_objects', 'matches']
 
 # %% ../nbs/10_toy_model.ipynb #f9fbeaf3
 def shapes_vocabulary() -> list[str]:
@@ -93,10 +92,9 @@ def shifted_betas(shift: float, # factor on the SNR of SD's schedule
                  ) -> list[float]:
     "Betas of SD's schedule with its SNR multiplied by `shift` up to t = `until`."
     from diffusers import DDIMScheduler
-    t = torch.arange(1000)
-    # ᾱ_t / (1 − ᾱ_t), in diffusers' float32
-    sd_snr = compute_snr(DDIMScheduler(**sd_scheduler_config()), t).double()
-    alpha_bar = torch.sigmoid(sd_snr.log() + math.log(shift) * ((999 - t.double()) / (999 - until)).clamp(0, 1))
+    t, ab = torch.arange(1000, dtype=torch.float64), DDIMScheduler(**sd_scheduler_config()).alphas_cumprod.double()
+    sd_snr = ab / (1 - ab)  # in float64, as the shipped betas were made (diffusers' `compute_snr` works in float32)
+    alpha_bar = torch.sigmoid(sd_snr.log() + math.log(shift) * ((999 - t) / (999 - until)).clamp(0, 1))
     return (1 - alpha_bar / torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])).tolist()
 
 def scheduler_config(shift: float = 16, until: int = 700) -> dict:
@@ -184,6 +182,14 @@ def diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty_ids, batch
 # sizes of the shapes-world CLIP (`clip.shapes_clip`) whose text tower the CLIP recipes use
 SHAPES_CLIP = dict(hidden=64, layers=3, patch=4, projection=64)
 
+def clip_recipe_schedule(warmup: int = 100): # linear warm-up steps, from lr / warmup
+    "The shipped CLIP's `Learner` schedule: a cosine to zero over the whole run, scaled by a linear warm-up."
+    # kept to reproduce the shipped weights: transformers' cosines start after the warm-up, this one at step 0
+    def make(optimizer, steps: int):
+        shape = lambda step: min(1, (step + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(1, step / steps)))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
+    return make
+
 def pretrained_clip(tokenizer, images: torch.Tensor, captions: list[str], # the training pairs (uint8 images)
                     steps: int, seed: int, # CLIP steps, and the seed of its weights and batches
                     out: Path, settings: dict, # checkpoint folder, and the run's settings
@@ -191,7 +197,7 @@ def pretrained_clip(tokenizer, images: torch.Tensor, captions: list[str], # the 
     "A shapes-world CLIP (`SHAPES_CLIP`) trained with CLIP's objective on the pairs, resuming from `out`."
     clip = shapes_clip(**SHAPES_CLIP, seed=seed, tokenizer=tokenizer)
     pretrain_clip(clip, to_pil(images), captions, steps=steps, batch_size=min(batch_size, len(images)), seed=seed,
-                  out=out, every=every, settings=settings)
+                  schedule=clip_recipe_schedule(), out=out, every=every, settings=settings)
     return clip
 
 def text_tower(clip) -> torch.nn.Module:
@@ -260,8 +266,9 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     vae, text_encoder, unet, scheduler = build_models(tokenizer, seed, text_layers=s['text_layers'],
                                                       text_encoder=clip and text_tower(clip))
     stage = dict(max_grad_norm=1.0, settings=settings, every=s['every'])
+    schedule = lambda warmup: cosine_schedule(warmup, 0.1, warmup_from_zero=False)
     Learner({'vae': vae}, vae_loss(vae, images, s['vae_batch']), s['vae_steps'], lr=s['vae_lr'], seed=seed,
-            schedule=cosine_schedule(s['warmup'] // 4, 0.1), out=ck/'vae', desc='vae', **stage).fit()
+            schedule=schedule(s['warmup'] // 4), out=ck/'vae', desc='vae', **stage).fit()
     latents = encode_latents(vae, images)
     vae.register_to_config(scaling_factor=float(1 / latents.std()))
     latents = latents * vae.config.scaling_factor
@@ -269,7 +276,7 @@ def _train(out: Path, settings: dict, keep_checkpoints: bool, resume: bool) -> P
     loss = diffusion_loss(unet, text_encoder, scheduler, latents, ids, empty, s['batch_size'])
     trained = {'unet': unet}
     if s['text_encoder'] != 'clip': trained['text_encoder'] = text_encoder.requires_grad_(True)
-    Learner(trained, loss, s['unet_steps'], lr=s['unet_lr'], seed=seed + 1, schedule=cosine_schedule(s['warmup'], 0.1),
+    Learner(trained, loss, s['unet_steps'], lr=s['unet_lr'], seed=seed + 1, schedule=schedule(s['warmup']),
             ema_decay=0.999, out=ck/'unet', desc='unet', **stage).fit()  # ends with the EMA weights
     for m in (vae, unet, text_encoder): m.eval()
     save_pipeline(out, vae, text_encoder, make_tokenizer(out/'tokenizer'), unet, scheduler)

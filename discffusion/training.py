@@ -16,14 +16,17 @@ __all__ = ['PRECISIONS', 'cosine_schedule', 'constant_schedule', 'progress_bar',
            'checkpoints', 'save_checkpoint', 'load_checkpoint', 'Learner']
 
 # %% ../nbs/08_training.ipynb #4f1cd4b8
-def cosine_schedule(warmup: int = 0, # linear warm-up steps, from a learning rate of 0
+def cosine_schedule(warmup: int = 0, # linear warm-up steps
                     min_lr_rate: float = 0.0, # the cosine decays to this fraction of the peak
+                    warmup_from_zero: bool = True, # the first step at lr 0 (transformers'); False: at lr / warmup
                    ):
-    "A `schedule`: linear warm-up, then cosine decay to `min_lr_rate` × lr (transformers' schedules)."
-    from transformers import get_cosine_schedule_with_warmup, get_cosine_with_min_lr_schedule_with_warmup
+    "A `schedule`: linear warm-up, then cosine decay to `min_lr_rate` × lr (transformers' schedule)."
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
     def make(optimizer, steps: int):
-        if min_lr_rate == 0: return get_cosine_schedule_with_warmup(optimizer, warmup, steps)
-        return get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, steps, min_lr_rate=min_lr_rate)
+        sched = get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, steps, min_lr_rate=min_lr_rate)
+        if warmup_from_zero: return sched
+        curve = sched.lr_lambdas[0]  # transformers' curve, its warm-up one step ahead
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: curve(step + (step < warmup)))
     return make
 
 def constant_schedule(optimizer, steps: int):

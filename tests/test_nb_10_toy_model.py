@@ -7,6 +7,7 @@ from IPython.display import Markdown, display
 from PIL import Image
 from discffusion.core import embedded_model_path, load_pipeline, missing_model_files
 from discffusion.training import checkpoints
+from diffusers.training_utils import compute_snr
 from diffusers import DDIMScheduler
 from diffusers import StableDiffusionPipeline
 from transformers import CLIPModel
