@@ -119,6 +119,8 @@ def finetune_clip(scorer: CLIPScorer, records, # the k-shot training records
 def save_shapes_clip(scorer: CLIPScorer, folder: str | Path) -> Path:
     "Save a CLIP scorer's model (safetensors) and processor into `folder`, loadable with `CLIPScorer.from_pretrained`."
     scorer.model.save_pretrained(folder, safe_serialization=True)
+    backend = scorer.processor.tokenizer.backend_tokenizer  # a call leaves its padding and truncation set on it
+    backend.no_padding(); backend.no_truncation()
     scorer.processor.save_pretrained(folder)
     return Path(folder)
 

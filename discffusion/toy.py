@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_toy_model.ipynb #d641ad62
 from __future__ import annotations
-import json, math, shutil, time
+import copy, json, math, shutil, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -203,7 +203,7 @@ def pretrained_clip(tokenizer, images: torch.Tensor, captions: list[str], # the 
 def text_tower(clip) -> torch.nn.Module:
     "The text tower of a CLIP scorer, as a frozen `CLIPTextModel`."
     from transformers import CLIPTextModel
-    text_encoder = CLIPTextModel(clip.model.config.text_config)
+    text_encoder = CLIPTextModel(copy.deepcopy(clip.model.config.text_config))  # saving it must not edit the CLIP's
     text_encoder.load_state_dict(clip.model.text_model.state_dict())
     return text_encoder.requires_grad_(False).eval()
 

@@ -68,9 +68,9 @@ def test_cell_2():
 
 def test_cell_3():
     # a saved shapes CLIP loads back and scores as before; the shipped one loads offline
-    import tempfile, torch
+    import json, tempfile, torch
     from pathlib import Path
-    from fastcore.test import test_fail
+    from fastcore.test import test_eq, test_fail
     from discffusion.data import shapes_records
     rec = shapes_records('test', 1, types=['relation_flip'])[0]
     clip = shapes_clip(hidden=16, layers=1, patch=16, projection=8, seed=3)
@@ -78,6 +78,10 @@ def test_cell_3():
         again = shipped_shapes_clip(save_shapes_clip(clip, Path(d)/'clip'))
         torch.testing.assert_close(again.score([rec.query], rec.candidates), clip.score([rec.query], rec.candidates))
         test_fail(lambda: shipped_shapes_clip(d), contains=f"folder: no CLIP model in {d}")
+        # `clip` has scored: the padding and truncation that call set are not saved, and it scores the same after
+        saved = json.loads((save_shapes_clip(clip, Path(d)/'again')/'tokenizer.json').read_text())
+        test_eq((saved['padding'], saved['truncation']), (None, None))
+        torch.testing.assert_close(again.score([rec.query], rec.candidates), clip.score([rec.query], rec.candidates))
     # the shipped one: trained on the seen colour-shape pairs, it tells a caption from its hard negatives there
     from discffusion.evaluation import evaluate
     seen = shapes_records('val', 20)
