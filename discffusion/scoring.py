@@ -165,7 +165,8 @@ def branch_rows(unet, # the UNet
     kk, jj, ii = rows
     tt = torch.tensor([int(s) for s in timesteps], device=zt.device)
     chunks, att, err = range(0, len(kk), batch_size), [], []
-    for a in tqdm(chunks, disable=(len(chunks) < 10) if progress is None else not progress, desc='DSD'):
+    show = (len(chunks) >= 10) if progress is None else progress
+    for a in tqdm(chunks, disable=not show, desc='DSD', leave=None):  # under another bar: cleared when done
         k, j, i = kk[a:a + batch_size], jj[a:a + batch_size], ii[a:a + batch_size]
         m = None if mask is None else mask[i].to(zt.device)
         s, e = _score_rows(unet, rec, zt[k, j], tt[k], ctx[i], m, None if target is None else target[k, j])
