@@ -15,6 +15,7 @@ from fastcore.basics import patch
 from .core import default_device, embedded_model_path, _quiet_loading
 from .data import Record, Records, open_image, load_records
 from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
+from .scoring import branch_rows
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'image_key', 'distinct_images', 'score_group',
@@ -277,17 +278,6 @@ class DenoisingScorer(DSDScorer):
         return f"DenoisingScorer(normalize={self.normalize}, timesteps={self.timesteps}, seed={self.seed})"
 
 # %% ../nbs/07_evaluation.ipynb #9a86b6b5
-def _cond_errors(unet, zt, timesteps, ctx, target, batch_size: int) -> torch.Tensor:
-    "||target - eps_hat(z_t, text)|| for every (timestep, image, text), batched: `[T, n_img, n_text]`."
-    T, n = zt.shape[:2]
-    kk, jj, ii = triple_index(T, n, len(ctx))
-    tt, errs = torch.tensor([int(t) for t in timesteps], device=zt.device), []
-    for a in tqdm(range(0, len(kk), batch_size), desc='denoising', disable=len(kk) < 10 * batch_size):
-        r = slice(a, a + batch_size)
-        eps = unet(zt[kk[r], jj[r]], tt[kk[r]], encoder_hidden_states=ctx[ii[r]]).sample
-        errs.append((target[kk[r], jj[r]] - eps.float()).flatten(1).norm(dim=1))
-    return torch.cat(errs).view(T, n, len(ctx))
-
 @patch
 @torch.no_grad()
 def score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=None, noise=None, token_mask=None,
@@ -296,7 +286,10 @@ def score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=Non
     timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
     dev, dt = self.unet.device, self.unet.dtype
     target = denoise_target(self.scheduler, latents, noise, timesteps).float()
-    cond = _cond_errors(self.unet, zt, timesteps, ctx, target, self.batch_size)
+    T, n = zt.shape[:2]  # below: ||target - eps_hat(z_t, text)|| of every (timestep, image, text), nothing recorded
+    _, cond = branch_rows(self.unet, zt, timesteps, triple_index(T, n, len(ctx)), ctx, target=target,
+                          batch_size=self.batch_size, progress=self.progress)
+    cond = cond.view(T, n, len(ctx))
     if not self.normalize: return (-cond).mean(0).T.contiguous().float().cpu()
     uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)
     base = uncond_errors(self.unet, zt, timesteps, uncond, target, self.batch_size)  # [T, n_img]
