@@ -16,7 +16,7 @@ from discffusion.core import load_pipeline, seeded_generator
 from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from discffusion.pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 from fastcore.test import test_eq, test_close, test_fail
-import time
+import contextlib, io, re, time
 import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel
 from discffusion.scoring import DSDScorer as PackagedScorer
