@@ -15,7 +15,7 @@ from .core import check_device, default_device, peak_memory, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
-from .evaluation import evaluate, build_scorer, image_key, distinct_images
+from .evaluation import evaluate, build_scorer, image_key, distinct_images, DenoisingScorer
 from .training import Learner, checkpoints, cosine_schedule
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info
@@ -279,13 +279,18 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
     return _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, time.perf_counter() - start, device)
 
 # %% ../nbs/12_prompt_learning.ipynb #126f29e7
+def _trained_for(scorer: DSDScorer) -> dict:
+    "What `adapter_scorer` needs to score as in training: the scorer's kind, preset, timestep grid and noise seed."
+    kind = 'denoise' if isinstance(scorer, DenoisingScorer) else 'dsd'
+    return dict(kind=kind, preset=scorer.preset, timesteps=list(scorer.timesteps), seed=scorer.seed)
+
 def _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, seconds, device) -> dict:
     "The run's summary; the adapter saved to `out` by the main process (the Learner loaded the best state)."
     best = learn.state.best or {}
     steps_run = len(history['step'])
-    summary = dict(config=asdict(cfg), best_step=best.get('step', learn.state.step), best_val=best.get('val'),
-                   history=history, seconds=seconds, seconds_per_step=seconds / max(steps_run, 1),
-                   peak_memory=peak_memory(device), device=str(device))
+    summary = dict(config=asdict(cfg), scorer=_trained_for(scorer), best_step=best.get('step', learn.state.step),
+                   best_val=best.get('val'), history=history, seconds=seconds,
+                   seconds_per_step=seconds / max(steps_run, 1), peak_memory=peak_memory(device), device=str(device))
     if out is not None and learn.accelerator.is_main_process:
         save_adapter(scorer, out, prompt, lora, info=summary | (info or {}), overwrite=True)
     learn.accelerator.wait_for_everyone()
@@ -358,10 +363,8 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
     opts = dict(timesteps=list(timesteps) if isinstance(timesteps, tuple) else timesteps, batch_size=score_batch_size)
     if scorer == 'dsd': opts['preset'] = preset   # the denoising scorer has no preset
     sc = build_scorer(scorer, model, device=device, dtype=dtype, variant=variant, **opts)
-    trained_for = dict(kind=scorer, preset=sc.preset, timesteps=sc.timesteps, seed=sc.seed)
     run = dict(dataset=dataset, path=None if path is None else str(path), shots=shots, seed=seed, n_val=len(val),
-               model=None if model is None else str(model), scorer=trained_for,
-               directions=sorted({r.kind for r in train}))
+               model=None if model is None else str(model), directions=sorted({r.kind for r in train}))
     fit(sc, train, val, cfg, out, resume=resume, progress=progress, overwrite=overwrite, device=device, info=run)
     return Path(out)
 

@@ -12,7 +12,7 @@ from discffusion.core import check_device, default_device, peak_memory, reset_pe
 from discffusion.scoring import DSDScorer, noise_bank
 from discffusion.hooks import record_cross_attention
 from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
-from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images
+from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images, DenoisingScorer
 from discffusion.training import Learner, checkpoints, cosine_schedule
 from discffusion.adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from discffusion.adapters import load_adapter, read_adapter_info
@@ -101,3 +101,15 @@ def test_cell_3():
         assert (out/LORA_FILE).is_file() and not (out/PROMPT_FILE).exists()
         sc = adapter_scorer(out)
         assert sc.prompt_tokens is None and sc.unet.peft_config
+
+
+def test_cell_4():
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as d:
+        sc = DSDScorer.from_pretrained(None, preset='conditional', timesteps=[300], seed=2)
+        cfg = TrainConfig(targets='prompt', steps=1, batch_size=2, val_every=0)
+        fit(sc, load_shots('shapes-comvg', 2), None, cfg, Path(d)/'a', progress=False)
+        want = dict(kind='dsd', preset='conditional', timesteps=[300], seed=2)
+        test_eq(read_adapter_info(Path(d)/'a')['scorer'], want)
+        again = adapter_scorer(Path(d)/'a')
+        test_eq((again.preset, again.timesteps, again.seed), ('conditional', [300], 2))
