@@ -288,7 +288,7 @@ def score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=Non
     target = denoise_target(self.scheduler, latents, noise, timesteps).float()
     T, n = zt.shape[:2]  # below: ||target - eps_hat(z_t, text)|| of every (timestep, image, text), nothing recorded
     _, cond = branch_rows(self.unet, zt, timesteps, triple_index(T, n, len(ctx)), ctx, target=target,
-                          batch_size=self.batch_size, progress=self.progress)
+                          batch_size=self.batch_size, progress=self.progress, desc='denoising')
     cond = cond.view(T, n, len(ctx))
     if not self.normalize: return (-cond).mean(0).T.contiguous().float().cpu()
     uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)

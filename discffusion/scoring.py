@@ -160,13 +160,14 @@ def branch_rows(unet, # the UNet
                 target: torch.Tensor | None = None, # [T, n_img, C, H, W] what the UNet should predict
                 rec=None, # a `Recording` of the selected layers (None: no attention score)
                 batch_size: int = 16, progress: bool | None = None, # tqdm bar; None: only for long jobs
+                desc: str = 'DSD', # the bar's label
                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     "Attention score (with `rec`) and denoising error (with `target`) of every row, in chunks: `([R], [R])`."
     kk, jj, ii = rows
     tt = torch.tensor([int(s) for s in timesteps], device=zt.device)
     chunks, att, err = range(0, len(kk), batch_size), [], []
     show = (len(chunks) >= 10) if progress is None else progress
-    for a in tqdm(chunks, disable=not show, desc='DSD', leave=None):  # under another bar: cleared when done
+    for a in tqdm(chunks, disable=not show, desc=desc, leave=None):  # under another bar: cleared when done
         k, j, i = kk[a:a + batch_size], jj[a:a + batch_size], ii[a:a + batch_size]
         m = None if mask is None else mask[i].to(zt.device)
         s, e = _score_rows(unet, rec, zt[k, j], tt[k], ctx[i], m, None if target is None else target[k, j])

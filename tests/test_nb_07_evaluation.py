@@ -14,7 +14,7 @@ from discffusion.data import Record, Records, open_image, load_records
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 from discffusion.scoring import branch_rows
 from fastcore.test import test_eq, test_close, test_fail
-import tempfile, time
+import contextlib, io, tempfile, time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from diffusers import UNet2DConditionModel, DDPMScheduler
@@ -34,6 +34,9 @@ def test_cell_0():
     conditional = DSDScorer(unet, sched, preset='conditional', **kw).score_latents(lat, txt, uncond_embedding=unc)
     attention = DSDScorer(unet, sched, preset='attention', **kw).score_latents(lat, txt, uncond_embedding=unc)
     denoising = DenoisingScorer(unet, sched, **kw).score_latents(lat, txt, uncond_embedding=unc)
+    with contextlib.redirect_stderr(err := io.StringIO()):  # a long job (one row per UNet call): its bar says what it runs
+        DenoisingScorer(unet, sched, **(kw | dict(batch_size=1))).score_latents(lat, txt, uncond_embedding=unc)
+    assert 'denoising:' in err.getvalue() and 'DSD:' not in err.getvalue()
     torch.testing.assert_close(conditional, attention + denoising, atol=1e-4, rtol=1e-5)
     raw = DenoisingScorer(unet, sched, normalize=False, **kw).score_latents(lat, txt, uncond_embedding=unc)
     # the same ranking of texts per image
