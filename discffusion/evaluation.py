@@ -268,6 +268,8 @@ def plot_results(results: dict, # {scorer name: `evaluate` output}
 # %% ../nbs/07_evaluation.ipynb #6e7a9c31
 class DenoisingScorer(DSDScorer):
     "The denoising-error scorer (DiffusionITM style): how much the text reduces the noise-prediction error."
+    kind = 'denoise'
+
     def __init__(self, unet, scheduler, vae=None, text_encoder=None, tokenizer=None,
                  normalize: bool = True, # subtract the unconditional error (DiffusionITM); False: minus the conditional
                  **kwargs): # `DSDScorer` options: timesteps, seed, batch_size, resolution

@@ -15,7 +15,7 @@ from .core import check_device, default_device, peak_memory, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
-from .evaluation import evaluate, build_scorer, image_key, distinct_images, DenoisingScorer
+from .evaluation import evaluate, build_scorer, image_key, distinct_images
 from .training import Learner, checkpoints, cosine_schedule
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info
@@ -281,8 +281,7 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
 # %% ../nbs/12_prompt_learning.ipynb #126f29e7
 def _trained_for(scorer: DSDScorer) -> dict:
     "What `adapter_scorer` needs to score as in training: the scorer's kind, preset, timestep grid and noise seed."
-    kind = 'denoise' if isinstance(scorer, DenoisingScorer) else 'dsd'
-    return dict(kind=kind, preset=scorer.preset, timesteps=list(scorer.timesteps), seed=scorer.seed)
+    return dict(kind=scorer.kind, preset=scorer.preset, timesteps=list(scorer.timesteps), seed=scorer.seed)
 
 def _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, seconds, device) -> dict:
     "The run's summary; the adapter saved to `out` by the main process (the Learner loaded the best state)."

@@ -246,6 +246,8 @@ def resolve_timesteps(timesteps, # 'official', 'official:S', an int count, or a 
 # %% ../nbs/04_scoring.ipynb #0bb0518b
 class DSDScorer:
     "Discriminative Stable Diffusion: score (image, text) pairs from a diffusion model's cross-attention."
+    kind = 'dsd' # its name for `evaluation.build_scorer` and in an adapter's `adapter.json`
+
     def __init__(self, unet, scheduler, # required: a UNet2DConditionModel and the pipeline's scheduler
                  vae=None, text_encoder=None, tokenizer=None, # needed by `score` (not by `score_latents`)
                  preset: str = 'attention', # a key of `PRESETS`; the arguments below override it

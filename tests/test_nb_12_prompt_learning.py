@@ -12,7 +12,7 @@ from discffusion.core import check_device, default_device, peak_memory, reset_pe
 from discffusion.scoring import DSDScorer, noise_bank
 from discffusion.hooks import record_cross_attention
 from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
-from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images, DenoisingScorer
+from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images
 from discffusion.training import Learner, checkpoints, cosine_schedule
 from discffusion.adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from discffusion.adapters import load_adapter, read_adapter_info
