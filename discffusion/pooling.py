@@ -8,10 +8,26 @@ from dataclasses import dataclass
 import torch
 
 # %% auto #0
-__all__ = ['POOLINGS', 'TOKEN_MASKS', 'pool_tokens', 'real_token_mask', 'mean_heads_positions', 'mean_layers', 'TokenPooling']
+__all__ = ['POOLINGS', 'TOKEN_MASKS', 'check_topk', 'topk_mean', 'pool_tokens', 'real_token_mask', 'mean_heads_positions',
+           'mean_layers', 'TokenPooling']
 
 # %% ../nbs/03_pooling.ipynb #a2b7da90
 POOLINGS = ('lse', 'max', 'mean', 'topk')
+
+def check_topk(k) -> int:
+    "`k` if it is a usable token count for `topk`, else a clear error."
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"topk: expected an int >= 1 (tokens averaged), got {k!r}")
+    return k
+
+def topk_mean(x: torch.Tensor, # [B, heads, N, S] logits, -inf where masked out
+              k: int, keep: torch.Tensor | None = None, # [B, 1, 1, S] bool, the kept tokens; None = all
+             ) -> torch.Tensor:
+    "Mean of each row's `k` largest logits; of all its kept ones when it keeps fewer than `k`."
+    top = x.topk(min(check_topk(k), x.shape[-1]), dim=-1).values
+    if keep is None: return top.mean(-1)
+    n = keep.sum(-1, keepdim=True).clamp_max(top.shape[-1])             # [B, 1, 1, 1] tokens averaged
+    return top.masked_fill(torch.arange(top.shape[-1], device=x.device) >= n, 0).sum(-1) / n.squeeze(-1)
 
 def pool_tokens(logits: torch.Tensor, # [B, heads, N, S] scaled query-key logits
                 method: str = 'lse', # one of `POOLINGS`
@@ -25,7 +41,7 @@ def pool_tokens(logits: torch.Tensor, # [B, heads, N, S] scaled query-key logits
     if keep is not None: x = x.masked_fill(~keep, float('-inf'))
     if method == 'lse': return x.logsumexp(-1)
     if method == 'max': return x.amax(-1)
-    if method == 'topk': return x.topk(min(k, x.shape[-1]), dim=-1).values.mean(-1)
+    if method == 'topk': return topk_mean(x, k, keep)
     if keep is None: return x.mean(-1)
     return x.masked_fill(~keep, 0).sum(-1) / keep.sum(-1)
 
@@ -59,6 +75,7 @@ class TokenPooling:
     def __post_init__(self):
         if self.method not in POOLINGS:
             raise ValueError(f"pooling: unknown method {self.method!r}; expected one of {POOLINGS}")
+        check_topk(self.k)
 
     def __call__(self, logits: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         return mean_heads_positions(pool_tokens(logits, self.method, token_mask, self.k))

@@ -22,6 +22,6 @@ def test_cell_1():
     x = torch.randn(3, 2, 5, 8)
     mask = torch.zeros(3, 8, dtype=torch.bool)
     for b, n in enumerate((2, 5, 8)): mask[b, :n] = True
-    for m in POOLINGS:
-        pooled = pool_tokens(x, m, mask, k=2)
-        for b, n in enumerate((2, 5, 8)): torch.testing.assert_close(pooled[b], pool_tokens(x[b:b+1, ..., :n], m, k=2)[0])
+    for m in POOLINGS:   # k = 3: the first sample keeps fewer tokens than topk averages
+        pooled = pool_tokens(x, m, mask, k=3)
+        for b, n in enumerate((2, 5, 8)): torch.testing.assert_close(pooled[b], pool_tokens(x[b:b+1, ..., :n], m, k=3)[0])
