@@ -66,6 +66,7 @@ def select_layers(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
         elif layers in _STAGE_ORDER: chosen = {n for n in names if n.startswith(layers + '.')}
         else: raise ValueError(f"layers: unknown selection {layers!r}; expected 'official', 'all', 'down', 'mid', "
                                f"'up' or a list of {names}")
+        if not chosen: raise ValueError(f"layers: {layers!r} selects none of this UNet's cross-attention layers {names}")
     else:
         unknown = [n for n in layers if n not in names]
         if unknown or not layers:

@@ -56,3 +56,9 @@ def test_cell_2():
         ref = deep(x, t, c).sample
         with record_cross_attention(deep, 'all') as rec: out = deep(x, t, c).sample
     assert torch.allclose(out, ref, atol=1e-5) and len(rec.stats) == 8
+    # a stage without cross-attention is an error, not an empty selection
+    no_down = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8,
+        down_block_types=('DownBlock2D',) * 2, up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
+        cross_attention_dim=16, attention_head_dim=4)
+    assert select_layers(no_down, 'all') == ['mid.0', 'up.1.0', 'up.1.1']
+    test_fail(lambda: select_layers(no_down, 'down'), contains="layers: 'down' selects none of")
