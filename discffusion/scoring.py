@@ -4,7 +4,8 @@
 
 # %% ../nbs/04_scoring.ipynb #f2b3903e
 from __future__ import annotations
-import math, warnings
+import math, numbers, warnings
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -23,8 +24,9 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 # %% auto #0
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
-           'AdaptiveGrid', 'resolve_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'prepare_images', 'tokenize',
-           'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
+           'AdaptiveGrid', 'resolve_timesteps', 'checked_timesteps', 'DSDScorer', 'triple_index', 'load_rgb',
+           'prepare_images', 'tokenize', 'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors',
+           'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -232,15 +234,24 @@ def resolve_timesteps(timesteps, # 'official', 'official:S', an int count, or a 
         head, _, s = timesteps.partition(':')
         if head == 'official' and (not s or s.isdigit()): return official_timesteps(scheduler, int(s or 30))
         raise ValueError(f"timesteps: unknown {timesteps!r}; expected 'official', 'official:S', a count or a list")
-    if isinstance(timesteps, int):
+    if torch.is_tensor(timesteps): timesteps = timesteps.tolist()
+    if isinstance(timesteps, numbers.Integral) and not isinstance(timesteps, bool):
         if not 1 <= timesteps <= n_train:
             raise ValueError(f"timesteps: a count must be in [1, {n_train}], got {timesteps} "
                              f"(for the single timestep t={timesteps}, pass [{timesteps}])")
-        return spaced_timesteps(timesteps)
-    timesteps = [int(t) for t in timesteps]
-    bad = [t for t in timesteps if not 0 <= t < n_train]
-    if bad or not timesteps: raise ValueError(f"timesteps: {bad or 'empty list'}; expected ints in [0, {n_train})")
-    return timesteps
+        return spaced_timesteps(int(timesteps))
+    if not isinstance(timesteps, Iterable):
+        raise ValueError(f"timesteps: expected 'official', 'official:S', a count or a list, got {timesteps!r}")
+    return checked_timesteps(list(timesteps), n_train)
+
+def checked_timesteps(timesteps: list, # grid or per-row timesteps
+                      n_train: int) -> list[int]: # the scheduler's `num_train_timesteps`
+    "`timesteps` as ints, or a clear error naming those that are not whole numbers in `[0, n_train)`."
+    whole = lambda t: isinstance(t, numbers.Real) and not isinstance(t, bool) and float(t).is_integer()
+    bad = [t for t in timesteps if not (whole(t) and 0 <= t < n_train)]
+    if bad or not timesteps:
+        raise ValueError(f"timesteps: {bad[:8] or 'empty list'}; expected whole numbers in [0, {n_train})")
+    return [int(t) for t in timesteps]
 
 
 # %% ../nbs/04_scoring.ipynb #0bb0518b
@@ -311,7 +322,7 @@ class DSDScorer:
 @patch
 def prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None):
     "Default the grid and noise bank, check and move the inputs, noise them: (timesteps, latents, ctx, noise, zt)."
-    timesteps = self.timesteps if timesteps is None else list(timesteps)
+    timesteps = self.timesteps if timesteps is None else resolve_timesteps(timesteps, self.scheduler)
     noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
     _check_latents(latents, text_embeddings, noise, timesteps)
     dev, dt = self.unet.device, self.unet.dtype
@@ -403,7 +414,8 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
                ) -> torch.Tensor:
     "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
     dev, dt = self.unet.device, self.unet.dtype
-    t = torch.as_tensor(timesteps, device=dev).long()
+    steps = timesteps.tolist() if torch.is_tensor(timesteps) else list(timesteps)
+    t = torch.tensor(checked_timesteps(steps, self.scheduler.config.num_train_timesteps), device=dev)
     latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
     zt = self.scheduler.add_noise(latents, noise, t)
     target = row_target(self.scheduler, latents, noise, t).float() if self.denoise else None
@@ -625,12 +637,13 @@ def adaptive_search(T: int, # grid size
 
 def adaptive_replay(per_t: torch.Tensor, # [T, n] one query's scores of n candidates on the whole grid
                     adaptive: AdaptiveGrid, # the search to replay
-                    uncond: bool = True, # count the unconditional row each visited timestep needs
+                    uncond: bool = True, # count the unconditional rows: one per visited (timestep, image)
+                    by_text: bool = True, # the candidates are texts of one image (False: images of one text)
                    ) -> tuple[torch.Tensor, int]:
     "Adaptive evaluation replayed on recorded scores: the scores `[n]` it returns and the UNet rows it would run."
     rows = 0
     def score(k, c):
-        nonlocal rows; rows += len(k) + (len(k.unique()) if uncond else 0)
+        nonlocal rows; rows += len(k) + ((len(k.unique()) if by_text else len(k)) if uncond else 0)
         return per_t[k, c]
     return adaptive_search(len(per_t), per_t.shape[1], adaptive, score).nanmean(0), rows
 
