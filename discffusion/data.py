@@ -297,9 +297,12 @@ def _text_of(sentence: dict) -> str:
     return sentence.get('raw') or sentence.get('sent') or ''
 
 def _negatives(pool: list[tuple], image_id, n: int, rng: np.random.Generator) -> list[str]:
-    "`n` distinct expressions of `pool` [(image_id, text)] about other images than `image_id`."
-    others = list(dict.fromkeys(t for i, t in pool if i != image_id))
-    if len(others) < n: raise ValueError(f"n_negatives: only {len(others)} expressions about other images; need {n}")
+    "`n` distinct expressions of `pool` [(image_id, text)] about other images than `image_id`, none of its own."
+    own = {t for i, t in pool if i == image_id}  # its expressions, the positive among them: a negative must not tie
+    others = list(dict.fromkeys(t for i, t in pool if i != image_id and t not in own))
+    if len(others) < n:
+        raise ValueError(f"n_negatives: only {len(others)} expressions about other images than image {image_id} "
+                         f"(and none of its own); need {n}")
     return [others[i] for i in rng.choice(len(others), n, replace=False)]
 
 def official_part(items: list, split: str, share: float = TRAIN_SHARE) -> list:
@@ -402,12 +405,22 @@ def winoground_records(path, # a `save_to_disk` folder, a parquet file, or a fol
     return _finish(out, 'Winoground', skip_missing)
 
 # %% ../nbs/06_data.ipynb #45ff6997
-def _row_lists(row: dict) -> tuple[list, list]:
-    "(text negatives, image negatives) of a CSV row or a JSON object."
-    if 'negatives' in row or 'negative_images' in row:
-        return list(row.get('negatives') or []), list(row.get('negative_images') or [])
-    texts = [v for k, v in row.items() if k.startswith('negative') and not k.startswith('negative_image') and v]
-    return texts, [v for k, v in row.items() if k.startswith('negative_image') and v]
+_LIST_KEYS = ('negatives', 'negative_images') # the JSONL lists; the numbered keys are `negative_*`, `negative_image_*`
+
+def _row_lists(row: dict, where: str) -> tuple[list, list]:
+    "(text negatives, image negatives) of a CSV row or a JSON object: from its lists or its numbered keys, not both."
+    lists = [k for k in _LIST_KEYS if row.get(k) is not None]
+    numbered = [k for k, v in row.items() if k.startswith('negative') and k not in _LIST_KEYS and v not in (None, '')]
+    if lists and numbered:  # which would be meant? neither is dropped silently
+        raise ValueError(f"{where}: negatives given both as lists {lists} and as numbered keys {numbered}; "
+                         "use one form")
+    if lists: return list(row.get('negatives') or []), list(row.get('negative_images') or [])
+    return ([row[k] for k in numbered if not k.startswith('negative_image')],
+            [row[k] for k in numbered if k.startswith('negative_image')])
+
+def _given(row: dict, key: str, default: str) -> str:
+    "`row[key]` as a string (0 included), or `default` when it is missing or empty."
+    return default if (v := row.get(key)) is None or v == '' else str(v)
 
 MATCHING_TYPES = dict(image=str, text=str, negatives=[str], negative_images=[str], subset=(str, int), id=(str, int))
 
@@ -417,9 +430,9 @@ def _user_records(row: dict, where: str, root: Path) -> list[Record]:
     check_types(row, where, **MATCHING_TYPES, **numbered)
     if missing := [c for c in ('image', 'text') if not row.get(c)]:
         raise ValueError(f"{where}: missing or empty {missing}; expected `image`, `text` and negatives")
-    neg_texts, neg_images = _row_lists(row)
+    neg_texts, neg_images = _row_lists(row, where)
     if not (neg_texts or neg_images): raise ValueError(f"{where}: no negatives (`negative_*` or `negative_image_*`)")
-    sub, rid, image, text = str(row.get('subset') or 'all'), str(row.get('id') or where), root/row['image'], row['text']
+    sub, rid, image, text = _given(row, 'subset', 'all'), _given(row, 'id', where), root/row['image'], row['text']
     out = [Record(image, [text] + neg_texts, 0, 'text', sub, rid, where)] if neg_texts else []
     if neg_images: out.append(Record(text, [image] + [root/p for p in neg_images], 0, 'image', sub, rid, where))
     return out
@@ -524,11 +537,16 @@ def draw_shots(records, # the training part of a dataset
 # %% ../nbs/06_data.ipynb #6556e5b0
 DATASETS = ('comvg', 'vqa', 'refcocog', 'winoground', 'shapes', 'csv', 'jsonl', *SHAPES_TASKS)
 
+def _check_limit(limit):
+    "A one-line error unless `limit` is None or an int >= 1."
+    if limit is not None and not (_is(limit, (int, np.integer)) and limit >= 1):
+        raise ValueError(f"limit: expected an int >= 1, got {limit!r}")
+
 def subsample(records, limit: int | None, seed: int = 0) -> Records:
     "A seeded random sample of `limit` groups of `records`, in their original order (all when None)."
+    _check_limit(limit)  # before anything: `limit=0` is an error even for a set it would not cut
     keys = list(dict.fromkeys(_group_key(r, i) for i, r in enumerate(records)))
     if limit is None or limit >= len(keys): return records
-    if limit < 1: raise ValueError(f"limit: expected an int >= 1, got {limit!r}")
     keep = {keys[i] for i in np.random.default_rng(seed).choice(len(keys), limit, replace=False)}
     kept = [r for i, r in enumerate(records) if _group_key(r, i) in keep]
     return Records(kept, getattr(records, 'name', ''), getattr(records, 'skipped', 0))
@@ -557,6 +575,7 @@ def load_records(name: str, # one of `DATASETS`
                  **kwargs) -> Records: # passed to the reader (e.g. shapes `n`, refcocog `crop`)
     "Records of dataset `name` from local files (or generated, for the shapes world and its tasks)."
     if name not in DATASETS: raise ValueError(f"dataset: unknown {name!r}; expected one of {DATASETS}")
+    _check_limit(limit)  # also for the shapes world, where it is the number of examples made
     if name == 'shapes' and limit is not None: kwargs.setdefault('n', limit)
     return subsample(_loader(name, path, images, split, seed, skip_missing, kwargs), limit, seed)
 

@@ -21,6 +21,40 @@ import os
 
 
 def test_cell_0():
+    with tempfile.TemporaryDirectory() as d:  # two images are both "a man": that text is never a negative of either
+        d = Path(d); (d/'coco').mkdir()
+        said = {1: ['a man', 'a red car'], 2: ['a man', 'a blue sky'], 3: ['a dog', 'a tree'], 4: ['a cat', 'a house']}
+        refs = [dict(ref_id=i, ann_id=i, image_id=i, split='val', sentences=[dict(raw=s, sent=s) for s in ss])
+                for i, ss in said.items()]
+        pickle.dump(refs, open(d/'refs(umd).p', 'wb'))
+        Path(d, 'instances.json').write_text(json.dumps({'images': [], 'annotations': []}))
+        for i in said: Image.new('RGB', (4, 4)).save(d/'coco'/f'COCO_train2014_{i:012d}.jpg')
+        for seed in range(10):
+            for r in refcocog_records(d, d/'coco', n_negatives=5, seed=seed):
+                assert len(set(r.candidates)) == 6 and not set(r.candidates[1:]) & set(said[int(r.group)]), r.candidates
+        test_fail(lambda: refcocog_records(d, d/'coco', n_negatives=6),
+                  contains='only 5 expressions about other images than image 1')
+
+
+def test_cell_1():
+    with tempfile.TemporaryDirectory() as d:
+        Image.new('RGB', (4, 4)).save(Path(d, 'red.png'))
+        def read(**row):
+            "The records of one JSONL row of image `red.png` and text `red`."
+            Path(d, 'd.jsonl').write_text(json.dumps(dict(image='red.png', text='red', **row)) + '\n')
+            return matching_records(Path(d, 'd.jsonl'))
+        test_fail(lambda: read(negatives=['blue'], negative_1='green'), contains="line 1 of d.jsonl: negatives given "
+                  "both as lists ['negatives'] and as numbered keys ['negative_1']")
+        test_fail(lambda: read(negatives=['blue'], negative_image_1='red.png'),
+                  contains="numbered keys ['negative_image_1']")
+        test_eq(read(negatives=['blue'], negative_1='')[0].candidates, ['red', 'blue'])  # an empty cell is no negative
+        test_eq([(r.candidates, r.subset, r.group) for r in read(negative_1='green', subset=0, id=0)],
+                [(['red', 'green'], '0', '0')])  # 0 is a subset and an id, not a missing one
+        test_eq([(r.subset, r.group) for r in read(negatives=['blue'], subset='', id='')],
+                [('all', 'line 1 of d.jsonl')])  # empty is missing
+
+
+def test_cell_2():
     a, b = shapes_records('val', 6, seed=3), shapes_records('val', 6, seed=3)
     assert [r.candidates for r in a] == [r.candidates for r in b]
     assert [np.asarray(r.query).tolist() for r in a[:3]] == [np.asarray(r.query).tolist() for r in b[:3]]
@@ -28,7 +62,7 @@ def test_cell_0():
     test_fail(lambda: shapes_records(direction='both'), contains='direction: expected one of')
 
 
-def test_cell_1():
+def test_cell_3():
     from collections import Counter
     recs = [Record(f'im{i}.png', [f'text {i}', 'other'], subset=['a', 'b'][i % 2], id=str(i)) for i in range(40)]
     tr, te = kshot_split(recs, k=3, seed=1)
@@ -46,3 +80,10 @@ def test_cell_1():
     test_eq(Counter(r.subset for r in draw_shots(recs, 20, per_subset=True)), {'a': 20, 'b': 20})
     test_fail(lambda: draw_shots(Records(recs, 'mine'), 41), contains='k: mine has 40 examples; need k=41 shots')
     test_fail(lambda: draw_shots([], 1), contains='holds no examples')
+
+
+def test_cell_4():
+    for name, bad in (('shapes', 0), ('shapes-comvg', 0), ('shapes', -2), ('shapes', 2.5), ('shapes', True)):
+        test_fail(lambda: load_records(name, limit=bad), contains=f'limit: expected an int >= 1, got {bad!r}')
+    test_fail(lambda: subsample([], 0), contains='limit: expected an int >= 1, got 0')
+    test_eq(len(load_records('shapes', limit=np.int64(2))), 10)
