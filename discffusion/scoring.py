@@ -25,8 +25,8 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
            'AdaptiveGrid', 'resolve_timesteps', 'checked_timesteps', 'DSDScorer', 'triple_index', 'load_rgb',
-           'prepare_images', 'tokenize', 'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors',
-           'adaptive_search', 'adaptive_replay']
+           'one_image', 'image_count', 'prepare_images', 'tokenize', 'unknown_words', 'warn_unknown_words',
+           'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -485,11 +485,19 @@ def _tensor_images(x: torch.Tensor, size: int) -> torch.Tensor:
                                         mode='bicubic', antialias=True)
     return x.clamp(0, 1) * 2 - 1
 
+def one_image(images) -> bool:
+    "Whether `images` is a single image (a path, a PIL image or a `[3, H, W]` tensor) rather than several."
+    return isinstance(images, (str, Path, Image.Image)) or (torch.is_tensor(images) and images.ndim == 3)
+
+def image_count(images) -> int:
+    "How many images `prepare_images` reads in `images`."
+    return 1 if one_image(images) else len(images)
+
 def prepare_images(images, size: int) -> torch.Tensor:
     "PIL images, paths or tensors -> `[n, 3, size, size]` in [-1, 1]."
-    if isinstance(images, (str, Path, Image.Image)) or (torch.is_tensor(images) and images.ndim == 3): images = [images]
-    if torch.is_tensor(images): return _tensor_images(images, size)
+    if one_image(images): images = [images]
     if len(images) == 0: raise ValueError("images: empty; pass at least one image")
+    if torch.is_tensor(images): return _tensor_images(images, size)
     out = []
     for i, im in enumerate(images):
         if torch.is_tensor(im): out.append(_tensor_images(im, size)); continue
