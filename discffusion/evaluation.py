@@ -15,13 +15,13 @@ from fastcore.basics import patch
 from .core import default_device, embedded_model_path, _quiet_loading
 from .data import Record, Records, open_image, load_records
 from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
-from .scoring import branch_rows
+from .scoring import branch_rows, image_count
 
 # %% auto #0
-__all__ = ['DIRECTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'image_key', 'distinct_images', 'score_group',
-           'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics', 'subset_metrics', 'summarize',
-           'evaluate', 'format_results', 'print_results', 'plot_results', 'DenoisingScorer', 'BlankImageControl',
-           'CLIPScorer', 'shapes_clip_folder', 'build_scorer', 'both_directions', 'run_eval']
+__all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'image_key', 'distinct_images',
+           'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics', 'subset_metrics',
+           'summarize', 'evaluate', 'format_results', 'print_results', 'plot_results', 'DenoisingScorer',
+           'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder', 'build_scorer', 'both_directions', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
 def hit_at(scores, # the candidates' scores
@@ -266,13 +266,20 @@ def plot_results(results: dict, # {scorer name: `evaluate` output}
     return ax
 
 # %% ../nbs/07_evaluation.ipynb #6e7a9c31
+ATTENTION_OPTIONS = ('preset', 'layers', 'pooling', 'topk', 'token_mask', 'denoise', 'uncond_attention',
+                     'early_exit', 'adaptive') # `DSDScorer` options about the attention term, which it does not read
+
 class DenoisingScorer(DSDScorer):
     "The denoising-error scorer (DiffusionITM style): how much the text reduces the noise-prediction error."
     kind = 'denoise'
 
     def __init__(self, unet, scheduler, vae=None, text_encoder=None, tokenizer=None,
                  normalize: bool = True, # subtract the unconditional error (DiffusionITM); False: minus the conditional
-                 **kwargs): # `DSDScorer` options: timesteps, seed, batch_size, resolution
+                 **kwargs): # `DSDScorer` options: timesteps, seed, batch_size, resolution, progress
+        if given := [k for k in ATTENTION_OPTIONS if kwargs.get(k) is not None]:
+            raise ValueError(f"{given[0]}: the denoising scorer reads no cross-attention, so it takes none of "
+                             f"{', '.join(ATTENTION_OPTIONS)}; its options are timesteps, seed, batch_size, "
+                             "resolution and progress")
         super().__init__(unet, scheduler, vae, text_encoder, tokenizer, preset='official', **kwargs)
         self.normalize = normalize
 
@@ -321,9 +328,9 @@ class BlankImageControl:
 
     def score(self, images, texts) -> torch.Tensor:
         "The wrapped scorer's scores of `texts` against the blank image, one column per image."
-        n = 1 if isinstance(images, (str, Path, Image.Image)) else len(images)
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return torch.as_tensor(self.scorer.score([self.blank], texts)).float().expand(len(texts), n).clone()
+        scores = torch.as_tensor(self.scorer.score([self.blank], texts)).float()
+        return scores.expand(len(texts), image_count(images)).clone()
 
     def __repr__(self): return f"BlankImageControl({self.scorer!r})"
 

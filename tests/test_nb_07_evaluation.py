@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from discffusion.core import default_device, embedded_model_path, _quiet_loading
 from discffusion.data import Record, Records, open_image, load_records
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
-from discffusion.scoring import branch_rows
+from discffusion.scoring import branch_rows, image_count
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, tempfile, time
 import matplotlib.pyplot as plt
@@ -46,6 +46,8 @@ def test_cell_0():
     # the same score, row by row
     torch.testing.assert_close(rows.detach(), torch.stack([one_t[1, 0], one_t[0, 2]]), atol=1e-4, rtol=1e-5)
     assert 'score_latents' in DenoisingScorer.__dict__ and 'score_pairs' in DenoisingScorer.__dict__
+    for option in ('preset', 'token_mask', 'adaptive'):  # attention options are refused by name, not silently ignored
+        test_fail(lambda: DenoisingScorer(unet, sched, **{option: 'official'}), contains=f'{option}: the denoising scorer')
     with contextlib.redirect_stderr(err := io.StringIO()):  # a long job (one row per UNet call): its bar says what it runs
         DenoisingScorer(unet, sched, **(kw | dict(batch_size=1))).score_latents(lat, txt, uncond_embedding=unc)
     assert 'denoising:' in err.getvalue() and 'DSD:' not in err.getvalue()
