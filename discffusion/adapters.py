@@ -20,8 +20,9 @@ __all__ = ['LORA_PRESETS', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'ADAPTER_FIL
            'lora_targets', 'count_trainable', 'add_lora', 'sd21_base_unet_config', 'lora_parameter_count',
            'PromptTokens', 'check_finite', 'read_safetensors', 'read_torch_file', 'check_adapter_folder',
            'save_adapter', 'read_adapter_info', 'read_lora', 'check_lora', 'carries_adapter', 'load_prompt',
-           'load_adapter', 'convert_official_state_dict', 'convert_official_checkpoint', 'sd21_base_vae_config',
-           'random_model', 'CudaAutocastPolicy', 'checkpoint_with_policy', 'memory_probe', 'measure_memory']
+           'load_adapter', 'remove_adapter', 'convert_official_state_dict', 'convert_official_checkpoint',
+           'sd21_base_vae_config', 'random_model', 'CudaAutocastPolicy', 'checkpoint_with_policy', 'memory_probe',
+           'measure_memory']
 
 # %% ../nbs/11_adapters.ipynb #8352011c
 LORA_PRESETS: dict[str, tuple[str, ...]] = {'official': ('to_q', 'to_k', 'to_v', 'to_out.0'),
@@ -177,17 +178,25 @@ def _write_adapter(folder: str | Path, info: dict, lora_state: dict | None = Non
     (folder/INFO_FILE).write_text(json.dumps(info, indent=1, default=str))
     return folder
 
+def _lora_name(unet, name: str | None = None) -> str:
+    "The LoRA adapter `name` of `unet` (None: its only one, whatever its name); a `ValueError` naming those it has."
+    have = list(getattr(unet, 'peft_config', None) or {})
+    if name in have or (name is None and len(have) == 1): return name or have[0]
+    want = 'one LoRA adapter' if name is None else f'a LoRA adapter {name!r}'
+    raise ValueError(f"adapter_name: expected {want} on the model, which carries {have or 'none'}"
+                     + ("; pass adapter_name=one of them" if len(have) > 1 else ''))
+
 def save_adapter(model, # a `DSDScorer`, a pipeline or a UNet that carries the LoRA adapter `adapter_name`
                  folder: str | Path,
                  prompt: PromptTokens | None = None,
                  lora: LoraConfig | None = None, # the config of the LoRA to save (None: no LoRA)
                  info: dict | None = None, # more fields for `adapter.json`
-                 adapter_name: str = 'default',
+                 adapter_name: str | None = None, # the LoRA adapter saved; None: the one the model carries
                  overwrite: bool = False) -> Path: # replace an adapter already in `folder` (else refuse)
     "Save the LoRA adapter of `model` (if `lora`) and `prompt` tokens (if any) as the one adapter in `folder`."
     if lora is None and prompt is None: raise ValueError("save_adapter: nothing to save; pass lora and/or prompt")
     unet = getattr(model, 'unet', model)
-    state = None if lora is None else get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    state = None if lora is None else get_peft_model_state_dict(unet, adapter_name=_lora_name(unet, adapter_name))
     return _write_adapter(folder, dict(unet=_unet_signature(unet)) | (info or {}), state, lora,
                           None if prompt is None else prompt.vectors, overwrite)
 
@@ -294,6 +303,14 @@ def load_adapter(pipe_or_scorer, # a `DSDScorer`, a diffusers Stable Diffusion p
         unet.requires_grad_(False)
     if prompt is not None: pipe_or_scorer.prompt_tokens = prompt.to(unet.device)
     return pipe_or_scorer
+
+# %% ../nbs/11_adapters.ipynb #eb5418bb
+def remove_adapter(model): # a `DSDScorer`, a pipeline or a UNet
+    "Take the UNet's LoRA layers and the prompt tokens off `model`: the plain model again (`requires_grad` as it is)."
+    unet = getattr(model, 'unet', model)
+    if hasattr(unet, 'peft_config'): unet.unload_lora()
+    if getattr(model, 'prompt_tokens', None) is not None: model.prompt_tokens = None
+    return model
 
 # %% ../nbs/11_adapters.ipynb #129f02e7
 _OLD_KEY = re.compile(r'^.+\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$')

@@ -110,11 +110,14 @@ def test_cell_3():
         test_eq(sorted(saved), sorted(loaded))
         assert all(torch.equal(saved[k], loaded[k]) for k in saved)
         assert torch.equal(sc.prompt_tokens.vectors, prompt.vectors)
-        save_adapter(sc, Path(d)/'again', sc.prompt_tokens, lora, adapter_name='dsd')
+        save_adapter(sc, Path(d)/'again', sc.prompt_tokens, lora)            # the one LoRA it carries, named 'dsd'
         for name in (LORA_FILE, PROMPT_FILE):
             (first, meta), (second, meta_again) = read_safetensors(Path(d)/name), read_safetensors(Path(d)/'again'/name)
             test_eq(meta_again, meta); test_eq(sorted(second), sorted(first))
             assert all(torch.equal(first[k], second[k]) for k in first)
+        save_adapter(sc, Path(d)/'held', None, sc.unet.peft_config['dsd'])   # with the config the model holds
+        test_eq(read_lora(Path(d)/'held')[1]['r'], 2)
+        test_fail(lambda: save_adapter(sc, Path(d)/'x', None, lora, adapter_name='default'), contains="carries ['dsd']")
 
 
 def test_cell_4():
@@ -187,6 +190,26 @@ def test_cell_6():
 
 
 def test_cell_7():
+    torch.set_num_threads(1)
+    exs = make_split('test', 2, seed=0)
+    images, texts = [e.image for e in exs], [e.caption for e in exs]
+    sc = DSDScorer.from_pretrained(None, device='cpu', timesteps=2)
+    plain = sc.score(images, texts)
+    unet = UNet2DConditionModel.from_pretrained(embedded_model_path()/'unet')
+    lora = add_lora(unet, 'cross-kv', seed=1)
+    with torch.no_grad():
+        for n, p in unet.named_parameters():
+            if 'lora_B' in n: p.normal_(0, 0.05)
+    with tempfile.TemporaryDirectory() as d:
+        save_adapter(unet, d, PromptTokens(2, unet.config.cross_attention_dim, seed=1), lora)
+        assert (load_adapter(sc, d).score(images, texts) - plain).abs().max() > 1e-3
+        assert remove_adapter(sc) is sc and not carries_adapter(sc) and sc.prompt_tokens is None
+        torch.testing.assert_close(sc.score(images, texts), plain, atol=0, rtol=0)   # the plain model again
+        load_adapter(sc, d)                                                          # which takes an adapter again
+        assert carries_adapter(sc)
+
+
+def test_cell_8():
     torch.set_num_threads(1)
     def small_unet():
         torch.manual_seed(0)
