@@ -5,7 +5,7 @@
 # %% ../nbs/12_prompt_learning.ipynb #f97eddf7
 from __future__ import annotations
 import json, time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
@@ -18,12 +18,12 @@ from .data import Record, Records, open_image, load_records, draw_shots, subsamp
 from .evaluation import evaluate, build_scorer, image_key, distinct_images
 from .training import Learner, checkpoints, cosine_schedule
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
-from .adapters import load_adapter, read_adapter_info
+from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
 # %% auto #0
 __all__ = ['TIMESTEP_MODES', 'LOSSES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups', 'training_noise',
-           'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable', 'group_loss',
-           'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter', 'adapter_scorer']
+           'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable', 'trainable',
+           'group_loss', 'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter', 'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -157,12 +157,20 @@ class TrainConfig:
             if getattr(self, k) < 1: raise ValueError(f"{k}: expected an int >= 1, got {getattr(self, k)!r}")
 
 # %% ../nbs/12_prompt_learning.ipynb #a0e404e9
-def make_trainable(scorer: DSDScorer, cfg: TrainConfig):
-    "Freeze the scorer's models, add LoRA and/or prompt tokens (the scorer's); return (LoRA config, prompt), or None."
+def _models(scorer: DSDScorer) -> list[torch.nn.Module]:
+    "The scorer's UNet, VAE and text encoder (those it has)."
+    return [m for m in (scorer.unet, scorer.vae, scorer.text_encoder) if m is not None]
+
+def _check_trainable(scorer: DSDScorer, cfg: TrainConfig):
+    "Refuse, before anything changes, a scorer that carries an adapter, or LoRA `targets` its UNet does not have."
     if carries_adapter(scorer):
         raise ValueError("scorer: already carries an adapter (LoRA or prompt tokens); train on a fresh scorer")
-    for m in (scorer.unet, scorer.vae, scorer.text_encoder):
-        if m is not None: m.requires_grad_(False)
+    if cfg.targets != 'prompt': lora_targets(scorer.unet, cfg.targets)
+
+def make_trainable(scorer: DSDScorer, cfg: TrainConfig):
+    "Freeze the scorer's models, add LoRA and/or prompt tokens (the scorer's); return (LoRA config, prompt), or None."
+    _check_trainable(scorer, cfg)
+    for m in _models(scorer): m.requires_grad_(False)
     lora = None if cfg.targets == 'prompt' else add_lora(scorer.unet, cfg.targets, cfg.rank, cfg.alpha, cfg.seed)
     prompt = None
     if cfg.prompt_tokens:
@@ -170,6 +178,18 @@ def make_trainable(scorer: DSDScorer, cfg: TrainConfig):
         prompt = PromptTokens(cfg.prompt_tokens, dim, seed=cfg.seed).to(scorer.unet.device)
     scorer.prompt_tokens = prompt   # `encode_texts(texts)`, and so `score`, appends what is trained
     return lora, prompt
+
+@contextmanager
+def trainable(scorer: DSDScorer, cfg: TrainConfig):
+    "`make_trainable` for a `with` block that gets (LoRA config, prompt); if it raises, the scorer is as before."
+    _check_trainable(scorer, cfg)   # refused here, the scorer's own adapter is never taken off below
+    grads, training = {p: p.requires_grad for m in _models(scorer) for p in m.parameters()}, scorer.unet.training
+    try: yield make_trainable(scorer, cfg)
+    except BaseException:   # a failed run, an interrupt: take off what was added, restore the flags, re-raise
+        remove_adapter(scorer)
+        for p, g in grads.items(): p.requires_grad_(g)
+        scorer.unet.train(training)
+        raise
 
 # %% ../nbs/12_prompt_learning.ipynb #327f69da
 def _batch_indices(n: int, step: int, batch_size: int, seed: int) -> list[int]:
@@ -205,10 +225,9 @@ def process_device(device=None) -> torch.device:
     from accelerate import PartialState
     return PartialState(cpu=default_device().type == 'cpu').device
 
-def _move(scorer: DSDScorer, prompt: PromptTokens | None, device: torch.device):
-    "Everything `fit` trains and scores with, on `device`."
-    for m in (scorer.unet, scorer.vae, scorer.text_encoder, prompt):
-        if m is not None: m.to(device)
+def _move(scorer: DSDScorer, device: torch.device):
+    "Everything `fit` scores with, on `device` (the prompt tokens follow the UNet)."
+    for m in _models(scorer): m.to(device)
 
 def _precision(cfg: TrainConfig, unet) -> str | None:
     "The autocast precision: the config's; else the UNet's half precision (so the fp16 loss scaler runs); else None."
@@ -263,20 +282,21 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
     if not train: raise ValueError("train: no training records")
     resuming = resume and not overwrite and out is not None and bool(checkpoints(out))
     if out is not None and not resuming: check_adapter_folder(out, overwrite)   # refused before training
-    lora, prompt = make_trainable(scorer, cfg)
-    device = process_device(device); _move(scorer, prompt, device)
+    _check_trainable(scorer, cfg)   # bad input fails before the scorer changes: the adapter, device, shots
+    device = process_device(device); _move(scorer, device)
     groups = train if isinstance(train[0], CandidateGroup) else record_groups(scorer, train, cfg.vae_batch_size)
-    reset_peak_memory(device)   # `00_core`: the peak on `device` from here on
-    if cfg.gradient_checkpointing: scorer.unet.enable_gradient_checkpointing()
-    start = time.perf_counter()
-    try:
-        with checkpoint_safe(scorer, cfg.gradient_checkpointing) as rec:
-            learn = _learner(scorer, groups, val, cfg, prompt, out, rec, progress)
-            if resuming: _check_resumable(learn, out)
-            history = learn.fit(resume=resuming)
-    finally:
-        if cfg.gradient_checkpointing: scorer.unet.disable_gradient_checkpointing()
-    return _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, time.perf_counter() - start, device)
+    with trainable(scorer, cfg) as (lora, prompt):   # a run that raises takes off what it added
+        reset_peak_memory(device)   # `00_core`: the peak on `device` from here on
+        if cfg.gradient_checkpointing: scorer.unet.enable_gradient_checkpointing()
+        start = time.perf_counter()
+        try:
+            with checkpoint_safe(scorer, cfg.gradient_checkpointing) as rec:
+                learn = _learner(scorer, groups, val, cfg, prompt, out, rec, progress)
+                if resuming: _check_resumable(learn, out)
+                history = learn.fit(resume=resuming)
+        finally:
+            if cfg.gradient_checkpointing: scorer.unet.disable_gradient_checkpointing()
+        return _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, time.perf_counter() - start, device)
 
 # %% ../nbs/12_prompt_learning.ipynb #126f29e7
 def _trained_for(scorer: DSDScorer) -> dict:
@@ -369,12 +389,14 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
 
 # %% ../nbs/12_prompt_learning.ipynb #c3d8e2f4
 def adapter_scorer(folder: str | Path, # an adapter saved by `train_adapter` (`discffusion train`)
-                   scorer: str = 'dsd', model=None, # the scorer's kind; the pipeline (None: the one trained on)
+                   scorer: str | None = None, # the scorer's kind (None: the one trained with; 'dsd' if not recorded)
+                   model=None, # the pipeline (None: the one trained on)
                    device=None, **overrides) -> DSDScorer: # `DSDScorer` options that replace the trained ones
-    "A scorer with the preset, timestep grid and noise seed the adapter was trained for, and the adapter loaded."
+    "A scorer of the kind, preset, timestep grid and noise seed the adapter was trained for, and the adapter loaded."
     info = read_adapter_info(folder)
     trained = info.get('scorer') or {}
-    keep = ('timesteps', 'seed') + (('preset',) if scorer == 'dsd' and trained.get('kind', 'dsd') == 'dsd' else ())
+    kind = scorer or trained.get('kind', 'dsd')
+    keep = ('timesteps', 'seed') + (('preset',) if kind == 'dsd' and trained.get('kind', 'dsd') == 'dsd' else ())
     opts = {k: trained[k] for k in keep if k in trained} | {k: v for k, v in overrides.items() if v is not None}
     model = model if model is not None else info.get('model')
-    return load_adapter(build_scorer(scorer, model, device=device, **opts), folder)
+    return load_adapter(build_scorer(kind, model, device=device, **opts), folder)

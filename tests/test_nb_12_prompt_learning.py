@@ -2,7 +2,7 @@
 from __future__ import annotations
 from discffusion.prompt_learning import *
 import json, time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
@@ -15,7 +15,7 @@ from discffusion.data import Record, Records, open_image, load_records, draw_sho
 from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images
 from discffusion.training import Learner, checkpoints, cosine_schedule
 from discffusion.adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
-from discffusion.adapters import load_adapter, read_adapter_info
+from discffusion.adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, warnings
 import numpy as np
@@ -49,6 +49,23 @@ def test_cell_0():
 
 
 def test_cell_1():
+    torch.set_num_threads(1)
+    sc = DSDScorer.from_pretrained(None, preset='official', timesteps=[781])
+    exs = load_records('shapes-comvg', split='test', limit=2)
+    images, texts = [im for r in exs for im in r.images], [r.query for r in exs]
+    before, grads = sc.score(images, texts), [p.requires_grad for p in sc.unet.parameters()]
+    cfg, shots = TrainConfig(steps=1, batch_size=2, prompt_tokens=2, val_every=0), load_shots('shapes-comvg', 2)
+    nan = [CandidateGroup(g.latents * float('nan'), g.hidden, g.mask, g.kind) for g in record_groups(sc, shots)]
+    test_fail(lambda: fit(sc, [Record('/nope.png', texts, 0, 'text')], None, cfg, progress=False), contains='/nope.png')
+    test_fail(lambda: fit(sc, nan, None, cfg, progress=False), contains='loss: nan')
+    assert not carries_adapter(sc) and not sc.unet.training
+    test_eq([p.requires_grad for p in sc.unet.parameters()], grads)
+    torch.testing.assert_close(sc.score(images, texts), before, atol=0, rtol=0)    # the scores of before
+    fit(sc, shots, None, cfg, progress=False)                                       # a later run trains, and keeps
+    assert sc.unet.peft_config and sc.prompt_tokens is not None                     # its adapter on the scorer
+
+
+def test_cell_2():
     test_fail(lambda: task_shots('winoground', 4), contains='winoground is an evaluation set with no training part')
     test_fail(lambda: task_shots('shapes-comvg', 600), contains='need k=600 shots')
     test_fail(lambda: task_shots('shapes-vqa', 4, contrast='image'), contains="shapes-vqa has no 'image' records")
@@ -65,7 +82,7 @@ def test_cell_1():
         test_fail(lambda: task_shots('csv', 2, path=f), contains='is missing')
 
 
-def test_cell_2():
+def test_cell_3():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
         kw = dict(dataset='shapes-comvg', shots=4, targets='cross-kv', seed=1, n_val=4, val_every=2, checkpoint_every=2,
@@ -90,7 +107,7 @@ def test_cell_2():
         test_eq(adapter_scorer(a, preset='attention', timesteps=[500]).timesteps, [500])   # unless told otherwise
 
 
-def test_cell_3():
+def test_cell_4():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
         kw = dict(dataset='shapes-comvg', shots=2, steps=1, n_val=0, batch_size=2, progress=False)
@@ -103,7 +120,7 @@ def test_cell_3():
         assert sc.prompt_tokens is None and sc.unet.peft_config
 
 
-def test_cell_4():
+def test_cell_5():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as d:
         sc = DSDScorer.from_pretrained(None, preset='conditional', timesteps=[300], seed=2)
@@ -113,3 +130,15 @@ def test_cell_4():
         test_eq(read_adapter_info(Path(d)/'a')['scorer'], want)
         again = adapter_scorer(Path(d)/'a')
         test_eq((again.preset, again.timesteps, again.seed), ('conditional', [300], 2))
+
+
+def test_cell_6():
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as d:
+        out = train_adapter(Path(d)/'a', shots=2, scorer='denoise', n_val=0, steps=1, data={'n': 8}, targets='prompt',
+                            progress=False)
+        test_eq(adapter_scorer(out).kind, 'denoise')                         # the kind it was trained with
+        test_eq(adapter_scorer(out, 'dsd').kind, 'dsd')                      # unless told otherwise
+        info = json.loads((out/INFO_FILE).read_text()); del info['scorer']
+        (out/INFO_FILE).write_text(json.dumps(info))
+        test_eq(adapter_scorer(out).kind, 'dsd')                             # no kind recorded: DSD
