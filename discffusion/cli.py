@@ -15,10 +15,10 @@ from .toy import TEXT_ENCODERS
 __all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
            'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'one_line', 'in_flag_words', 'BadInput', 'flag_by_value',
            'cli_message', 'blame', 'OneLineParser', 'finite_float', 'positive_float', 'writable_file', 'nonfinite_at',
-           'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs', 'cmd_score', 'cmd_train_toy',
-           'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records',
-           'scorer_options', 'cmd_eval', 'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run',
-           'main']
+           'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs', 'adapter_line', 'model_name',
+           'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo',
+           'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval', 'check_training_part', 'cmd_train',
+           'build_parser', 'run_device', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
@@ -219,7 +219,7 @@ def progress_for_logs(stream=None, # where the bars go (default: `sys.stderr`)
         for name, method in saved.items(): setattr(bar, name, method)
 
 # %% ../nbs/14_cli.ipynb #2b4eda80
-TIMESTEPS_HELP = ("'official' (the official grid, S=30), 'official:S' (another --sampling_time_steps S), "
+TIMESTEPS_HELP = ("'official' (the official grid, S=30), 'official:S' (the official grid of S sampling steps), "
                   "'spaced:N' (N timesteps spaced over 200-800), or timesteps: 781, or 200,500")
 
 def _timesteps(value: str):
@@ -232,22 +232,46 @@ def _timesteps(value: str):
     if not nums: raise argparse.ArgumentTypeError(f"expected {TIMESTEPS_HELP}; got {value!r}")
     return nums
 
-def _apply_adapter(scorer, args):
-    "Load the adapter of `--adapter` (LoRA and/or prompt tokens) into the scorer's model."
-    from discffusion.adapters import load_adapter
-    with blame(args, '--adapter'): load_adapter(scorer, args.adapter)
+def _scoring_words(kind: str, preset, timesteps) -> str:
+    "A scorer's settings in words: `dsd (preset 'official', timesteps [781])`."
+    return f"{kind} ({f'preset {preset!r}, ' if kind == 'dsd' else ''}timesteps {timesteps})"
+
+def adapter_line(folder, info: dict, scorer) -> str:
+    "One line: what the adapter in `folder` (its `adapter.json` is `info`) was trained for, and how it scores now."
+    trained = info.get('scorer') or {}
+    was = _scoring_words(trained.get('kind', 'dsd'), trained.get('preset'), trained.get('timesteps'))
+    now = _scoring_words(scorer.kind, getattr(scorer, 'preset', None), scorer.timesteps)
+    return (f"adapter {folder}: trained on {info.get('dataset')} ({'/'.join(info.get('directions', []))} candidates) "
+            f"with {was}; scoring with {now}")
+
+def _adapter_scorer(args, opts: dict):
+    "A scorer of the kind, preset, grid and noise seed `--adapter` was trained for (unless given), the adapter loaded."
+    from discffusion.prompt_learning import adapter_scorer
+    from discffusion.adapters import read_adapter_info
+    with blame(args, '--adapter'):   # a model named in the message is blamed on --model (`flag_by_value`)
+        info = read_adapter_info(args.adapter)
+        scorer = adapter_scorer(args.adapter, getattr(args, 'scorer', None), args.model, args.device, **opts)
     scorer.source = f'{scorer.source} with adapter {args.adapter}'   # named if its scores are not finite
+    if not args.json: print(adapter_line(args.adapter, info, scorer))
+    return scorer
+
+def model_name(args, embedded: str = 'embedded') -> str:
+    "The model a command scored with, as its result names it: `--model`, else the one `--adapter` was trained on."
+    from discffusion.adapters import read_adapter_info
+    if args.model is not None: return str(args.model)
+    trained = read_adapter_info(args.adapter).get('model') if args.adapter is not None else None
+    return str(trained or embedded)
 
 def cmd_score(args, meter: RunMeter | None = None) -> dict:
     "Score texts against images; print a table or JSON (with the `meter`'s report under `run`); return the result."
     from discffusion.scoring import DSDScorer
-    kw = {'timesteps': args.timesteps} if args.timesteps is not None else {}
-    with blame(args, '--model'):
-        scorer = DSDScorer.from_pretrained(args.model, device=args.device, preset=args.preset, seed=args.seed,
-                                           batch_size=args.batch_size, **kw)
-    if args.adapter is not None: _apply_adapter(scorer, args)
+    opts = scorer_options(args)
+    if args.adapter is not None: scorer = _adapter_scorer(args, opts)   # scored as it was trained, unless told
+    else:
+        with blame(args, '--model'):
+            scorer = DSDScorer.from_pretrained(args.model, device=args.device, **({'preset': 'official'} | opts))
     scores = scorer.score(args.image, args.text)
-    result = {'model': str(args.model or 'embedded'), 'adapter': args.adapter, 'preset': args.preset,
+    result = {'model': model_name(args), 'adapter': args.adapter, 'scorer': scorer.kind, 'preset': scorer.preset,
               'timesteps': scorer.timesteps, 'images': [str(i) for i in args.image], 'texts': args.text,
               'scores': scores.tolist()} | ({'run': meter.report()} if meter else {})
     finite_result(result)
@@ -341,8 +365,8 @@ def eval_records(args):
     from discffusion.data import load_records
     refuse_unread(args)
     with blame(args, '--path'):
-        records = load_records(args.dataset, args.path, args.images, split=args.split, limit=args.limit, seed=args.seed,
-                               skip_missing=args.skip_missing)
+        records = load_records(args.dataset, args.path, args.images, split=args.split, limit=args.limit,
+                               seed=args.seed or 0, skip_missing=args.skip_missing)
     if len(records) == 0:
         skipped = getattr(records, 'skipped', 0)
         why = f' ({skipped} skipped: images missing)' if skipped else ''
@@ -351,26 +375,12 @@ def eval_records(args):
 
 def scorer_options(args) -> dict:
     "The options `--scorer` takes from the flags given; an error for one it does not take, rather than dropping it."
-    if args.scorer == 'clip':
+    if getattr(args, 'scorer', None) == 'clip':
         if unused := [f'--{f}' for f in ('preset', 'timesteps', 'adapter') if getattr(args, f) is not None]:
             raise BadInput(f"{unused[0]}: --scorer clip does not take it (a DSD option)")
         return {} if args.batch_size is None else {'batch_size': args.batch_size}
     opts = dict(preset=args.preset, timesteps=args.timesteps, seed=args.seed, batch_size=args.batch_size)
     return {k: v for k, v in opts.items() if v is not None}
-
-def _adapter_scorer(args, opts: dict):
-    "A scorer with the preset, grid and noise seed `--adapter` was trained for (unless given), the adapter loaded."
-    from discffusion.prompt_learning import adapter_scorer
-    from discffusion.adapters import read_adapter_info
-    with blame(args, '--adapter'):   # a model named in the message is blamed on --model (`flag_by_value`)
-        info = read_adapter_info(args.adapter)
-        scorer = adapter_scorer(args.adapter, args.scorer, args.model, args.device, **opts)
-    scorer.source = f'{scorer.source} with adapter {args.adapter}'   # named if its scores are not finite
-    if not args.json:
-        print(f"adapter {args.adapter}: trained on {info.get('dataset')} ({'/'.join(info.get('directions', []))} "
-              f"candidates) for {info.get('scorer')}; scoring with preset {getattr(scorer, 'preset', None)!r}, "
-              f"timesteps {getattr(scorer, 'timesteps', None)}")
-    return scorer
 
 def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     "Evaluate a scorer on a dataset; print a table or JSON (the `meter`'s report under `run`); maybe save the JSON."
@@ -379,11 +389,11 @@ def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     opts, records = scorer_options(args), eval_records(args)
     if args.adapter is not None: scorer = _adapter_scorer(args, opts)
     else:
-        with blame(args, '--model'): scorer = build_scorer(args.scorer, args.model, device=args.device, **opts)
-    metrics = evaluate(scorer, records, seed=args.seed, progress=not args.json)   # `run_eval` is these two steps
+        with blame(args, '--model'): scorer = build_scorer(args.scorer or 'dsd', args.model, device=args.device, **opts)
+    metrics = evaluate(scorer, records, seed=args.seed or 0, progress=not args.json)   # `run_eval` is these two steps
     embedded = 'embedded shapes-world CLIP' if args.scorer == 'clip' else 'embedded'
-    result = {'dataset': args.dataset, 'model': str(args.model or embedded), 'adapter': args.adapter,
-              'scorer': args.scorer, 'metrics': metrics} | ({'run': meter.report()} if meter else {})
+    result = {'dataset': args.dataset, 'model': model_name(args, embedded), 'adapter': args.adapter,
+              'scorer': args.scorer or getattr(scorer, 'kind', 'dsd'), 'metrics': metrics} | ({'run': meter.report()} if meter else {})
     finite_result(result)
     print(json.dumps(result, allow_nan=False) if args.json else format_results(metrics))
     if out: out.write_text(json.dumps(result, indent=1, allow_nan=False))
@@ -445,9 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help='hub id or folder of a Stable Diffusion pipeline (default: the embedded model)')
     s.add_argument('--image', action='append', required=True, help='an image file (repeat for several)')
     s.add_argument('--text', action='append', required=True, help='a text (repeat for several)')
-    s.add_argument('--preset', default='official', choices=presets)
-    s.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")
-    s.add_argument('--seed', type=nonnegative_int, default=0, help='seed of the noise bank')
+    s.add_argument('--preset', default=None, choices=presets, help="(default: official, or the adapter's)")
+    s.add_argument('--timesteps', type=_timesteps, default=None,
+                   help=TIMESTEPS_HELP + " (default: the preset's, or the adapter's)")
+    s.add_argument('--seed', type=nonnegative_int, default=None,
+                   help="seed of the noise bank (default 0, or the adapter's)")
     s.add_argument('--batch-size', type=positive_int, default=16)
     s.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     s.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
@@ -457,14 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--path', default=None, help="the dataset's CSV/JSONL file, or the refcocog/winoground folder")
     e.add_argument('--images', default=None, help='the image folder')
     e.add_argument('--split', default=None, help='refcocog: val/test/...; shapes: train/val/test (default test)')
-    e.add_argument('--scorer', default='dsd', choices=['dsd', 'denoise', 'blank', 'clip'])
+    e.add_argument('--scorer', default=None, choices=['dsd', 'denoise', 'blank', 'clip'],
+                   help="(default: dsd, or the kind --adapter was trained with)")
     e.add_argument('--model', default=None,
                    help='hub id or folder (default: the embedded model; for clip, its shapes-world CLIP)')
     e.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
     e.add_argument('--preset', default=None, choices=presets)
     e.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the preset's)")
     e.add_argument('--limit', type=positive_int, default=None, help='a seeded sample of N examples')
-    e.add_argument('--seed', type=nonnegative_int, default=0)
+    e.add_argument('--seed', type=nonnegative_int, default=None,
+                   help="seeds the --limit sample, the bootstrap and the noise bank (default 0; the noise bank: "
+                        "the adapter's)")
     e.add_argument('--batch-size', type=positive_int, default=None)
     e.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
     e.add_argument('--skip-missing', action='store_true',
