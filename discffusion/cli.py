@@ -355,18 +355,20 @@ def cmd_demo(args):
 UNREAD = {'winoground': ('images',)}   # flags a reader does not read (the shapes datasets, generated, read neither)
 
 def refuse_unread(args):
-    "An error naming the first of `--path`/`--images` given that `--dataset` does not read (rather than ignoring it)."
+    "An error naming the first of `--path`/`--images`/`--direction` given that `--dataset` does not read."
     unread = ('path', 'images') if args.dataset.startswith('shapes') else UNREAD.get(args.dataset, ())
-    if given := [f'--{f}' for f in unread if getattr(args, f) is not None]:
+    unread += () if args.dataset == 'shapes' else ('direction',)   # the other datasets have their own directions
+    if given := [f'--{f}' for f in unread if getattr(args, f, None) is not None]:   # `train` has no --direction
         raise BadInput(f"{given[0]}: --dataset {args.dataset} does not read it")
 
 def eval_records(args):
     "The records of `--dataset` from `--path`/`--images`; an error naming the file when there are none to evaluate."
-    from discffusion.data import load_records
+    from discffusion.evaluation import dataset_records
     refuse_unread(args)
+    direction = {} if args.direction is None else {'direction': args.direction}   # shapes: both by default
     with blame(args, '--path'):
-        records = load_records(args.dataset, args.path, args.images, split=args.split, limit=args.limit,
-                               seed=args.seed or 0, skip_missing=args.skip_missing)
+        records = dataset_records(args.dataset, args.path, args.images, split=args.split, limit=args.limit,
+                                  seed=args.seed or 0, skip_missing=args.skip_missing, **direction)
     if len(records) == 0:
         skipped = getattr(records, 'skipped', 0)
         why = f' ({skipped} skipped: images missing)' if skipped else ''
@@ -390,7 +392,7 @@ def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     if args.adapter is not None: scorer = _adapter_scorer(args, opts)
     else:
         with blame(args, '--model'): scorer = build_scorer(args.scorer or 'dsd', args.model, device=args.device, **opts)
-    metrics = evaluate(scorer, records, seed=args.seed or 0, progress=not args.json)   # `run_eval` is these two steps
+    metrics = evaluate(scorer, records, seed=args.seed or 0, progress=not args.json)   # as `run_eval` does
     embedded = 'embedded shapes-world CLIP' if args.scorer == 'clip' else 'embedded'
     result = {'dataset': args.dataset, 'model': model_name(args, embedded), 'adapter': args.adapter,
               'scorer': args.scorer or getattr(scorer, 'kind', 'dsd'), 'metrics': metrics} | ({'run': meter.report()} if meter else {})
@@ -469,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--path', default=None, help="the dataset's CSV/JSONL file, or the refcocog/winoground folder")
     e.add_argument('--images', default=None, help='the image folder')
     e.add_argument('--split', default=None, help='refcocog: val/test/...; shapes: train/val/test (default test)')
+    e.add_argument('--direction', default=None, choices=['text', 'image'],
+                   help='shapes: only image -> texts (text) or text -> images (image); default both, a row each')
     e.add_argument('--scorer', default=None, choices=['dsd', 'denoise', 'blank', 'clip'],
                    help="(default: dsd, or the kind --adapter was trained with)")
     e.add_argument('--model', default=None,

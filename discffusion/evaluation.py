@@ -21,7 +21,8 @@ from .scoring import branch_rows, image_count
 __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'image_key', 'distinct_images',
            'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics', 'subset_metrics',
            'summarize', 'evaluate', 'format_results', 'print_results', 'plot_results', 'DenoisingScorer',
-           'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder', 'build_scorer', 'both_directions', 'run_eval']
+           'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder', 'build_scorer', 'both_directions',
+           'dataset_records', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
 def hit_at(scores, # the candidates' scores
@@ -418,17 +419,23 @@ def both_directions(load) -> Records:
     records = [regroup(r) for p in parts for r in p]
     return Records(records, getattr(parts[0], 'name', ''), sum(getattr(p, 'skipped', 0) for p in parts))
 
-def run_eval(dataset: str, # one of `discffusion.data.DATASETS`
-             scorer, # anything with `score(images, texts)`
-             path=None, images=None, # the dataset's file/folder and image folder (see `load_records`)
-             split: str | None = None, limit: int | None = None, seed: int = 0, skip_missing: bool = False,
-             ks=(1, 5), n_boot: int = 1000, progress: bool = True,
-             **kwargs) -> dict: # passed to the dataset reader (shapes: `direction`, 'text' or 'image'; default both)
-    "Load `dataset` and evaluate `scorer` on it: `evaluate`'s metrics dict."
+def dataset_records(dataset: str, # one of `discffusion.data.DATASETS`
+                 path=None, images=None, # the dataset's file/folder and image folder (see `load_records`)
+                 split: str | None = None, limit: int | None = None, seed: int = 0, skip_missing: bool = False,
+                 **kwargs) -> Records: # passed to the reader (shapes: `direction`, 'text' or 'image'; default both)
+    "The records `run_eval` (and `discffusion eval`) evaluates: `load_records`, the shapes world in both directions."
     def load(**more):
         "The dataset's records."
         return load_records(dataset, path, images, split=split, limit=limit, seed=seed, skip_missing=skip_missing,
                             **kwargs, **more)
     both = dataset == 'shapes' and 'direction' not in kwargs
-    records = both_directions(lambda d: load(direction=d)) if both else load()
+    return both_directions(lambda d: load(direction=d)) if both else load()
+
+def run_eval(dataset: str, # one of `discffusion.data.DATASETS`
+             scorer, # anything with `score(images, texts)`
+             path=None, images=None, split: str | None = None, limit: int | None = None, seed: int = 0,
+             skip_missing: bool = False, ks=(1, 5), n_boot: int = 1000, progress: bool = True,
+             **kwargs) -> dict: # see `dataset_records`
+    "Load `dataset` and evaluate `scorer` on it: `evaluate`'s metrics dict."
+    records = dataset_records(dataset, path, images, split, limit, seed, skip_missing, **kwargs)
     return evaluate(scorer, records, ks=ks, n_boot=n_boot, seed=seed, progress=progress)

@@ -44,10 +44,10 @@ def test_progress_in_a_log(model_and_images, tmp_path):
                         '--timesteps', '500'], capture_output=True, cwd=tmp_path)   # bytes: text mode reads \r as \n
     assert r.returncode == 0, r.stderr
     bar = [l for l in r.stderr.split(b'\n') if b'scoring' in l]
-    assert len(bar) == 1 and bar[0].count(b'\r') <= 2 and b'12/12' in bar[0], r.stderr
+    assert len(bar) == 1 and bar[0].count(b'\r') <= 2 and b'24/24' in bar[0], r.stderr   # 12 images, both ways
 
 def test_eval_with_the_shipped_shapes_clip(capsys):
     "`eval --scorer clip` on a shapes dataset scores with the shapes CLIP shipped beside the embedded model, offline."
     result = run(['eval', '--dataset', 'shapes', '--split', 'val', '--scorer', 'clip', '--limit', '20', '--json'])
-    assert result['scorer'] == 'clip' and result['metrics']['all']['n'] == 20 * 5
+    assert result['scorer'] == 'clip' and result['metrics']['all']['n'] == 20 * 5 * 2   # both directions
     assert result['metrics']['all']['accuracy'] >= 0.8  # seen colour-shape pairs: its training distribution

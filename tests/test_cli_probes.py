@@ -254,7 +254,9 @@ PROBES = [
     Probe('eval --dataset comvg --path {d}/good.csv --images {d} --json ' + FAST, ['--path', 'good.csv']),
     Probe('eval --dataset shapes --path {d}/good.csv --limit 2 --json ' + FAST, ['--path', '--dataset shapes']),
     Probe('eval --dataset shapes --limit 2 --scorer clip --preset attention --json', ['--preset', '--scorer clip']),
-    Probe('eval --dataset shapes --limit 2 --adapter {d}/adapter --json ' + FAST, ok=_eval_n(10)),   # 2 images, 5 kinds
+    Probe('eval --dataset shapes --limit 2 --adapter {d}/adapter --json ' + FAST, ok=_eval_n(20)),   # 2 images, 5 kinds, 2 ways
+    Probe('eval --dataset shapes --limit 2 --direction image --json ' + FAST, ok=_eval_n(10)),   # one way
+    Probe('eval --dataset csv --path {d}/good.csv --direction text --json ' + FAST, ['--direction', '--dataset csv']),
     Probe('eval --dataset shapes --limit 2 --adapter {d}/adapter_trunc --json ' + FAST, ['--adapter', 'adapter_trunc']),
     Probe('eval --dataset shapes --limit 2 --adapter {d}/noadapter --json ' + FAST, ['--adapter', '{d}/noadapter']),
     Probe('eval --dataset refcocog --path {d}/emptydir --images {d} --json ' + FAST, ['--path', '{d}/emptydir']),
