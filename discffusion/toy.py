@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
-from .training import Learner, cosine_schedule
+from .training import Learner, cosine_schedule, checkpoints
 from .clip import shapes_clip, pretrain_clip, save_shapes_clip
 try: from transformers.models.clip.tokenization_clip import bytes_to_unicode  # transformers 4
 except ImportError: from transformers.convert_slow_tokenizer import bytes_to_unicode  # transformers 5 keeps it here
@@ -226,10 +226,42 @@ FULL = dict(n_images=40_000, vae_steps=500, vae_lr=1e-3, vae_batch=64, unet_step
 QUICK = dict(n_images=64, vae_steps=3, vae_lr=1e-3, vae_batch=8, unet_steps=3, unet_lr=5e-4, batch_size=8, warmup=1,
              every=2, text_layers=3, partial_captions=0.0, text_encoder='clip-tuned', clip_steps=3)
 
+def _read_json(f: Path) -> dict | None:
+    "The JSON object in file `f`; None when it is missing or unreadable."
+    try: record = json.loads(f.read_text())
+    except (OSError, ValueError): return None
+    return record if isinstance(record, dict) else None
+
+def _saved_settings(out: Path) -> tuple[str, dict | None] | None:
+    "What `out` holds ('checkpoint' or 'model') and its settings (None: unknown); None when it holds neither."
+    for stage in ('unet', 'vae', 'clip'):   # the latest stage first: its checkpoint is the one training resumes
+        if found := checkpoints(out/'checkpoints'/stage):   # `Learner.run_settings`, ours under 'settings'
+            return 'checkpoint', (_read_json(found[-1]/'settings.json') or {}).get('settings')
+    if (out/'checkpoints').exists() or not (out/'model_index.json').exists(): return None
+    record = _read_json(out/'training.json')   # the settings, and what it only records: the time and torch
+    return 'model', record and {k: v for k, v in record.items() if k not in ('seconds', 'torch')}
+
+def _check_resumable(out: Path, settings: dict) -> bool:
+    "Whether `out` holds a finished model of `settings`; an error naming what differs when it holds another run."
+    if (held := _saved_settings(out)) is None: return False
+    kind, saved = held
+    fix = ("pass resume=False (CLI: --restart) to train afresh there" + (", replacing it" if kind == 'model' else '')
+           + ", or choose another folder")
+    if saved is None:
+        if kind == 'checkpoint': return False   # `Learner` refuses a checkpoint without settings, naming it
+        raise ValueError(f"resume: {out} holds a pipeline without a readable training.json, so its settings are "
+                         f"unknown; {fix}")
+    now = json.loads(json.dumps(settings))
+    if diff := [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]:
+        said = ', '.join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in diff)
+        where = f"the checkpoint in {out} was written" if kind == 'checkpoint' else f"{out} holds a model trained"
+        raise ValueError(f"resume: {where} with other settings: {said}; {fix}")
+    return kind == 'model'
+
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
               quick: bool = False, # a few steps on a few images: a smoke test of the code path
-              resume: bool = True, # continue from `out/checkpoints`, or return at once if `out` holds a finished model
+              resume: bool = True, # continue `out/checkpoints` or return a finished `out`: only if of these settings
               keep_checkpoints: bool = False, # keep `out/checkpoints` after the model is saved
               threads: int | None = 1, # torch CPU threads (1 does not stall when cores are shared); None: as they are
               **overrides, # any key of `FULL`, e.g. `unet_steps=2000`
@@ -246,7 +278,7 @@ def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` whi
                          f"which has {SHAPES_CLIP['layers']} layers; "
                          f"got {settings['text_layers']} (choose the depth with text_encoder='joint')")
     out = Path(out)
-    if resume and (out/'model_index.json').exists() and not (out/'checkpoints').exists(): return out
+    if resume and _check_resumable(out, settings): return out
     prev = torch.get_num_threads()
     if threads: torch.set_num_threads(threads)
     try: return _train(out, settings, keep_checkpoints, resume)

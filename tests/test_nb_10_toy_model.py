@@ -49,7 +49,17 @@ def test_cell_1():
         assert out.shape == (1, 32, 32, 3)
         wa, wb = (load_file(f/'unet'/'diffusion_pytorch_model.safetensors') for f in (a, b))
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
-        assert train_toy(a, quick=True) == a  # a finished folder is returned at once
+        assert train_toy(a, seed=1, quick=True) == a  # a finished folder is returned at once, for its own settings only
+        from fastcore.test import test_fail
+        said = f"{a} holds a model trained with other settings: text_encoder='clip-tuned' (now 'joint'), "
+        test_fail(lambda: train_toy(a, seed=1, quick=True, text_encoder='joint', text_layers=2),
+                  contains=said + "text_layers=3 (now 2); pass resume=False (CLI: --restart) to train afresh there")
+        test_fail(lambda: train_toy(a, quick=True), contains="other settings: seed=1 (now 0); pass resume=False")
+        test_fail(lambda: train_toy(a, seed=1), contains="n_images=64 (now 40000)")   # full training asked for
+        assert json.loads((a/'training.json').read_text())['text_encoder'] == 'clip-tuned'   # nothing was trained
+        assert not (a/'checkpoints').exists()
+        (b/'training.json').unlink()   # settings unknown: refused too
+        test_fail(lambda: train_toy(b, seed=1, quick=True), contains='without a readable training.json')
         from discffusion.clip import shipped_shapes_clip
         assert shipped_shapes_clip(a/'clip').model.text_model.config.num_hidden_layers == SHAPES_CLIP['layers']
         from discffusion.core import load_pipeline
@@ -76,9 +86,11 @@ def test_cell_2():
             except KeyboardInterrupt: pass
         assert not (Path(d)/'run'/'model_index.json').exists()
         assert [p.name for p in checkpoints(Path(d)/'run'/'checkpoints'/'unet')] == ['step-000002']
+        from fastcore.test import test_fail
+        said = f"resume: the checkpoint in {Path(d)/'run'} was written with other settings: seed=0 (now 5); pass"
+        test_fail(lambda: toy.train_toy(Path(d)/'run', quick=True, seed=5), contains=said)   # refused, not resumed
         run = toy.train_toy(Path(d)/'run', quick=True)
         for part in ('unet', 'vae'):
             wa, wb = (load_file(f/part/'diffusion_pytorch_model.safetensors') for f in (ref, run))
             assert all(torch.equal(wa[k], wb[k]) for k in wa)
-        from fastcore.test import test_fail
         test_fail(lambda: toy.train_toy(Path(d)/'x', quick=True, unet_stepz=3), contains='overrides')
