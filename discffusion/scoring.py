@@ -24,8 +24,8 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 # %% auto #0
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
-           'AdaptiveGrid', 'resolve_timesteps', 'checked_timesteps', 'DSDScorer', 'triple_index', 'load_rgb',
-           'one_image', 'image_count', 'prepare_images', 'tokenize', 'unknown_words', 'warn_unknown_words',
+           'AdaptiveGrid', 'resolve_timesteps', 'check_int', 'checked_timesteps', 'DSDScorer', 'triple_index',
+           'load_rgb', 'one_image', 'image_count', 'prepare_images', 'tokenize', 'unknown_words', 'warn_unknown_words',
            'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
@@ -244,6 +244,12 @@ def resolve_timesteps(timesteps, # 'official', 'official:S', an int count, or a 
         raise ValueError(f"timesteps: expected 'official', 'official:S', a count or a list, got {timesteps!r}")
     return checked_timesteps(list(timesteps), n_train)
 
+def check_int(value, name: str, low: int) -> int:
+    "`value` as an int if it is a whole number (not a bool) of at least `low`, else an error naming `name`."
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    return int(value)
+
 def checked_timesteps(timesteps: list, # grid or per-row timesteps
                       n_train: int) -> list[int]: # the scheduler's `num_train_timesteps`
     "`timesteps` as ints, or a clear error naming those that are not whole numbers in `[0, n_train)`."
@@ -293,14 +299,22 @@ class DSDScorer:
             raise ValueError("uncond_attention: the official unconditional half reads all token positions; "
                              f"it needs token_mask='all', got {self.token_mask!r}")
         self.timesteps = resolve_timesteps(opts['timesteps'], scheduler)
-        self.seed, self.batch_size, self.progress = seed, int(batch_size), progress
-        if self.batch_size < 1: raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
-        self.resolution = resolution or unet.config.sample_size * self.vae_scale_factor
+        self.seed, self.batch_size = check_int(seed, 'seed', 0), check_int(batch_size, 'batch_size', 1)
+        self.progress = progress
+        self.resolution = self.checked_resolution(resolution)
         self.early_exit, self.adaptive = bool(early_exit), AdaptiveGrid() if adaptive is True else (adaptive or None)
         self.unet_rows = 0 # UNet rows (one image, timestep and context each) the last `score_latents` call ran
         self._uncond = None
         self.source = 'this model' # what the scores come from, for error messages (`from_pretrained`, adapters)
         self.prompt_tokens = None # learnt context vectors (`PromptTokens` of `adapters`) that `encode_texts` appends
+
+    def checked_resolution(self, resolution: int | None) -> int:
+        "The image side fed to the VAE: `resolution` checked (a multiple of the VAE's factor), or the native one."
+        if resolution is None: return self.unet.config.sample_size * self.vae_scale_factor
+        if check_int(resolution, 'resolution', 1) % self.vae_scale_factor:
+            raise ValueError(f"resolution: expected a multiple of {self.vae_scale_factor} (the VAE's downsampling), "
+                             f"got {resolution}")
+        return int(resolution)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -514,7 +528,7 @@ def tokenize(tokenizer, texts: list[str]):
         if not isinstance(t, str): raise TypeError(f"texts[{i}]: expected a string, got {type(t).__name__}")
         if not t.strip(): raise ValueError(f"texts[{i}]: empty string")
     limit = tokenizer.model_max_length
-    for i, ids in enumerate(tokenizer(list(texts), truncation=False).input_ids):
+    for i, ids in enumerate(tokenizer(list(texts), truncation=False, verbose=False).input_ids):   # we warn, below
         if len(ids) > limit:
             warnings.warn(f"texts[{i}] is {len(ids)} tokens long; truncated to the tokenizer's limit of {limit} tokens")
     enc = tokenizer(list(texts), padding='max_length', max_length=limit, truncation=True, return_tensors='pt')
