@@ -13,26 +13,38 @@ from .toy import TEXT_ENCODERS
 
 # %% auto #0
 __all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
-           'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'one_line', 'in_flag_words', 'BadInput', 'flag_by_value',
-           'cli_message', 'blame', 'OneLineParser', 'finite_float', 'positive_float', 'writable_file', 'nonfinite_at',
-           'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs', 'adapter_line', 'model_name',
-           'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo',
-           'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval', 'check_training_part', 'cmd_train',
-           'build_parser', 'run_device', 'run', 'main']
+           'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'cut_label', 'column_labels', 'one_line', 'in_flag_words',
+           'BadInput', 'flag_by_value', 'cli_message', 'blame', 'OneLineParser', 'finite_float', 'positive_float',
+           'writable_file', 'nonfinite_at', 'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs',
+           'adapter_line', 'model_name', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure',
+           'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval',
+           'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
                   texts: list[str], images: list[str], # row and column labels
                   width: int = 48) -> str:
     "A plain-text table of `scores`, the best image of each text marked with `*`."
-    cols = [Path(str(im)).name[:12] for im in images]
-    head = ' ' * width + ''.join(f'{c:>14}' for c in cols)
+    head = ' ' * width + ''.join(f'{c:>14}' for c in column_labels(images))
     rows = []
     for t, row in zip(texts, scores.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
         cells = ''.join(f"{v:>13.4f}{'*' if j == best else ' '}" for j, v in enumerate(row))
-        rows.append(f'{t[:width - 2]:<{width}}' + cells)
+        rows.append(f'{cut_label(t, width - 2):<{width}}' + cells)
     return '\n'.join([head] + rows)
+
+def cut_label(label: str, width: int, keep_end: bool = False) -> str:
+    "`label` in at most `width` characters: cut with a '…' where it was cut (at its start when `keep_end`)."
+    if len(label) <= width: return label
+    return '…' + label[1 - width:] if keep_end else label[:width - 1] + '…'
+
+def column_labels(images: list, width: int = 12) -> list[str]:
+    "Image column labels: file names, or paths when names repeat, cut from the start; numbered if still alike."
+    names = [Path(str(im)).name for im in images]
+    if len(set(names)) < len(names): names = [str(im) for im in images]
+    cut = [cut_label(n, width, keep_end=True) for n in names]
+    if len(set(cut)) == len(cut): return cut
+    return [f'{j}:' + cut_label(n, width - len(f'{j}:'), keep_end=True) for j, n in enumerate(names)]
 
 # %% ../nbs/14_cli.ipynb #e924685a
 READERS = {'matching file': '--path', 'matching CSV': '--path', 'matching JSONL': '--path', 'image_root': '--images'}
