@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .core import default_device, embedded_model_path, _quiet_loading
 from .data import Record, Records, open_image, load_records
 from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
-from .scoring import branch_rows, image_count
+from .scoring import branch_rows, image_count, warn_truncated
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'image_key', 'distinct_images',
@@ -359,6 +359,7 @@ def embed_texts(self: CLIPScorer, texts: list[str]) -> torch.Tensor:
     "Unit-norm projected text embeddings `[n, d]` (differentiable)."
     tok = self.processor.tokenizer
     limit = min(tok.model_max_length, self.model.config.text_config.max_position_embeddings)
+    warn_truncated(tok, texts, limit)   # as DSD's `tokenize` does
     enc = tok(list(texts), padding=True, truncation=True, max_length=limit, return_tensors='pt').to(self.device)
     return F.normalize(self.model.text_projection(self.model.text_model(**enc).pooler_output), dim=-1)
 

@@ -25,8 +25,8 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
            'AdaptiveGrid', 'resolve_timesteps', 'check_int', 'checked_timesteps', 'DSDScorer', 'triple_index',
-           'load_rgb', 'one_image', 'image_count', 'prepare_images', 'tokenize', 'unknown_words', 'warn_unknown_words',
-           'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
+           'load_rgb', 'one_image', 'image_count', 'prepare_images', 'warn_truncated', 'tokenize', 'unknown_words',
+           'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -520,6 +520,12 @@ def prepare_images(images, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 # %% ../nbs/04_scoring.ipynb #1ddec6a3
+def warn_truncated(tokenizer, texts: list[str], limit: int):
+    "A warning for each of `texts` longer than `limit` tokens, which tokenizing will cut (in place of the tokenizer's)."
+    for i, ids in enumerate(tokenizer(list(texts), truncation=False, verbose=False).input_ids):
+        if len(ids) > limit:
+            warnings.warn(f"texts[{i}] is {len(ids)} tokens long; truncated to the tokenizer's limit of {limit} tokens")
+
 def tokenize(tokenizer, texts: list[str]):
     "Pad/truncate `texts` to `model_max_length`, warning about each truncated one: (input_ids, attention_mask)."
     if isinstance(texts, str): texts = [texts]
@@ -528,9 +534,7 @@ def tokenize(tokenizer, texts: list[str]):
         if not isinstance(t, str): raise TypeError(f"texts[{i}]: expected a string, got {type(t).__name__}")
         if not t.strip(): raise ValueError(f"texts[{i}]: empty string")
     limit = tokenizer.model_max_length
-    for i, ids in enumerate(tokenizer(list(texts), truncation=False, verbose=False).input_ids):   # we warn, below
-        if len(ids) > limit:
-            warnings.warn(f"texts[{i}] is {len(ids)} tokens long; truncated to the tokenizer's limit of {limit} tokens")
+    warn_truncated(tokenizer, texts, limit)
     enc = tokenizer(list(texts), padding='max_length', max_length=limit, truncation=True, return_tensors='pt')
     return enc.input_ids, enc.attention_mask
 
