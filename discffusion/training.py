@@ -4,16 +4,16 @@
 
 # %% ../nbs/08_training.ipynb #d8b94980
 from __future__ import annotations
-import json, math, shutil, sys
+import json, math, shutil, sys, time
 from pathlib import Path
 import torch
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .core import default_device
+from .core import default_device, peak_memory
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'cosine_schedule', 'constant_schedule', 'progress_bar', 'GeneratorState', 'TrainState', 'TrainedWeights',
-           'checkpoints', 'save_checkpoint', 'load_checkpoint', 'Learner']
+           'checkpoints', 'checkpoint_step', 'save_checkpoint', 'load_checkpoint', 'Learner']
 
 # %% ../nbs/08_training.ipynb #4f1cd4b8
 def cosine_schedule(warmup: int = 0, # linear warm-up steps
@@ -48,13 +48,17 @@ class GeneratorState:
     def load_state_dict(self, state: dict): self.gen.set_state(state['state'])
 
 class TrainState:
-    "The loop's own state: the step reached, the history of losses and validations, the best validated weights."
+    "The loop's own state: the step reached, the history, the best validated weights, the run's time and memory."
     def __init__(self):
         self.step, self.best = 0, None
         self.history = {'step': [], 'loss': [], 'lr': [], 'val_step': [], 'val': []}
-    def state_dict(self) -> dict: return {'step': self.step, 'history': self.history, 'best': self.best}
+        self.seconds, self.peak_memory = 0.0, None # of the run's steps and validations, over every `fit` of it
+    def state_dict(self) -> dict:
+        return {'step': self.step, 'history': self.history, 'best': self.best, 'seconds': self.seconds,
+                'peak_memory': self.peak_memory}
     def load_state_dict(self, state: dict):
         self.step, self.history, self.best = state['step'], state['history'], state['best']
+        self.seconds, self.peak_memory = state.get('seconds', 0.0), state.get('peak_memory')  # older: unmetered
 
 class TrainedWeights:
     "The trained parameters and the buffers of `modules` ({name: module}), by name, as one checkpointable object."
@@ -77,6 +81,10 @@ def checkpoints(root: str | Path) -> list[Path]:
     root = Path(root)
     return sorted(p for p in root.glob('step-*') if p.is_dir() and not p.name.endswith('.tmp')) if root.exists() else []
 
+def checkpoint_step(folder: str | Path) -> int:
+    "The step a checkpoint folder `step-NNNNNN` was written at."
+    return int(Path(folder).name.removeprefix('step-'))
+
 def save_checkpoint(accelerator, root: str | Path, step: int, settings: dict, keep: int = 1) -> Path:
     "`accelerator.save_state` into a fresh folder, renamed to `root/step-NNNNNN` once complete; keep the last `keep`."
     final = Path(root)/f'step-{step:06d}'
@@ -92,11 +100,15 @@ def save_checkpoint(accelerator, root: str | Path, step: int, settings: dict, ke
     accelerator.wait_for_everyone()
     return final
 
-def load_checkpoint(accelerator, folder: Path, settings: dict):
-    "`accelerator.load_state` from `folder`, refusing one written with other `settings`."
+def load_checkpoint(accelerator, folder: Path, settings: dict,
+                    steps: int | None = None): # the steps asked for: a checkpoint past them is refused (None: any)
+    "`accelerator.load_state` from `folder`, refusing one written with other `settings` or past `steps`."
     saved = json.loads((folder/'settings.json').read_text()) if (folder/'settings.json').exists() else None
     if saved != json.loads(json.dumps(settings, sort_keys=True)):
         raise ValueError(f"resume: {folder} was written with other settings; pass resume=False or another folder")
+    if steps is not None and (at := checkpoint_step(folder)) > steps:
+        raise ValueError(f"resume: {folder} is at step {at}, past the {steps} steps asked for; ask for {at} steps or "
+                         "more to continue it, or pass resume=False to start afresh, or another folder")
     try: accelerator.load_state(str(folder))
     except Exception as e:
         raise ValueError(f"resume: cannot read the checkpoint {folder} ({type(e).__name__}); "
@@ -259,17 +271,26 @@ def resume(self: Learner, resume: bool = True):
             for p in self.out.glob('step-*'): shutil.rmtree(p)
         self.accelerator.wait_for_everyone()
     elif found := checkpoints(self.out):
-        load_checkpoint(self.accelerator, found[-1], self.run_settings())
+        load_checkpoint(self.accelerator, found[-1], self.run_settings(), self.steps)
         if self.ema is not None: self.ema.to(self.device)  # accelerate loads custom objects on the CPU
 
 # %% ../nbs/08_training.ipynb #874ce411
+def _meters(learn) -> callable:
+    "A function that sets `learn.state`'s seconds and peak memory to what they held plus this `fit` so far."
+    s, start, seconds, peak = learn.state, time.perf_counter(), learn.state.seconds, learn.state.peak_memory
+    def update():
+        s.seconds = seconds + time.perf_counter() - start
+        s.peak_memory = max((m for m in (peak, peak_memory(learn.device)) if m is not None), default=None)
+    return update
+
 @patch
 def fit(self: Learner, resume: bool = True, # continue from the latest checkpoint in `out`
        ) -> dict:
     "Train to `steps` optimizer steps (from a checkpoint if there is one); return the history."
     if not hasattr(self, 'opt'): self.setup()
     self.resume(resume)
-    s, h = self.state, self.state.history
+    s, h, meter = self.state, self.state.history, _meters(self)
+    self.start_step = s.step   # a checkpoint is never past `steps` (`resume`): the bar never starts past its end
     if s.step == 0 and self.validate is not None and self.val_every: self.run_validation()
     bar = progress_bar(self.steps, s.step, self.desc, disable=not self.progress or not self.accelerator.is_main_process)
     for m in self.modules.values(): m.train()
@@ -280,6 +301,7 @@ def fit(self: Learner, resume: bool = True, # continue from the latest checkpoin
             for k, v in logs.items(): h.setdefault(k, []).append(v)
             for f in self.after_step: f(self)
             if self.validate is not None and self.val_every and s.step % self.val_every == 0: self.run_validation()
+            meter()   # before the checkpoint, which keeps the run's time and memory so far
             due = s.step == self.steps or (self.every and s.step % self.every == 0)
             if self.out is not None and due: self.save()
             bar.update(); bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
