@@ -4,19 +4,19 @@
 
 # %% ../nbs/12_prompt_learning.ipynb #f97eddf7
 from __future__ import annotations
-import json, time
+import json, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
-from .core import check_device, default_device, peak_memory, reset_peak_memory
+from .core import check_device, default_device, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
 from .evaluation import evaluate, build_scorer, image_key, distinct_images
-from .training import Learner, checkpoints, cosine_schedule
+from .training import Learner, checkpoints, checkpoint_step, cosine_schedule
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
@@ -255,18 +255,22 @@ def _learner(scorer, groups, val, cfg, prompt, out, rec, progress) -> Learner:
 
 # %% ../nbs/12_prompt_learning.ipynb #6f66f7a2
 def _check_resumable(learn: Learner, out: Path):
-    "A one-line error naming what differs when the last checkpoint in `out` was written with other settings."
-    f = checkpoints(out)[-1]/'settings.json'
+    "A one-line error when the last checkpoint in `out` was written with other settings (naming them) or past `steps`."
+    last = checkpoints(out)[-1]
     flat = lambda d: {k: v for k, v in d.items() if k != 'settings'} | d.get('settings', {})
-    saved = flat(json.loads(f.read_text())) if f.is_file() else {}
+    saved = flat(json.loads((last/'settings.json').read_text())) if (last/'settings.json').is_file() else {}
     now = flat(json.loads(json.dumps(learn.run_settings(), sort_keys=True)))
     diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
-    if not diff: return
+    at = checkpoint_step(last)
+    if not diff and at <= learn.steps: return   # at `steps`: a finished run, its adapter saved again as it was
+    held = f"; {out} already holds an adapter from that run" if check_adapter_folder(out, overwrite=True) else ''
+    afresh = "pass overwrite=True (CLI: --overwrite) to start afresh there, or choose another folder"
+    if not diff:
+        raise ValueError(f"resume: the checkpoint in {out} is at step {at}, past the {learn.steps} steps asked "
+                         f"for{held}; ask for {at} steps or more to continue it, or {afresh}")
     said = ', '.join('the trained parameters' if k == 'params' else f"{k}={saved.get(k)!r} (now {now.get(k)!r})"
                      for k in diff)
-    held = f"; {out} already holds an adapter from that run" if check_adapter_folder(out, overwrite=True) else ''
-    raise ValueError(f"resume: the checkpoint in {out} was written with other settings: {said}{held}; "
-                     "pass overwrite=True (CLI: --overwrite) to start afresh there, or choose another folder")
+    raise ValueError(f"resume: the checkpoint in {out} was written with other settings: {said}{held}; {afresh}")
 
 def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateGroup`s already encoded
         val: list[Record] | None = None, # held-out training records: validation keeps the best state (None: none)
@@ -288,7 +292,6 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
     with trainable(scorer, cfg) as (lora, prompt):   # a run that raises takes off what it added
         reset_peak_memory(device)   # `00_core`: the peak on `device` from here on
         if cfg.gradient_checkpointing: scorer.unet.enable_gradient_checkpointing()
-        start = time.perf_counter()
         try:
             with checkpoint_safe(scorer, cfg.gradient_checkpointing) as rec:
                 learn = _learner(scorer, groups, val, cfg, prompt, out, rec, progress)
@@ -296,20 +299,24 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
                 history = learn.fit(resume=resuming)
         finally:
             if cfg.gradient_checkpointing: scorer.unet.disable_gradient_checkpointing()
-        return _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, time.perf_counter() - start, device)
+        return _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, device)
 
 # %% ../nbs/12_prompt_learning.ipynb #126f29e7
 def _trained_for(scorer: DSDScorer) -> dict:
     "What `adapter_scorer` needs to score as in training: the scorer's kind, preset, timestep grid and noise seed."
     return dict(kind=scorer.kind, preset=scorer.preset, timesteps=list(scorer.timesteps), seed=scorer.seed)
 
-def _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, seconds, device) -> dict:
+def _run_cost(learn: Learner) -> dict:
+    "The whole run's time and peak memory (`08_training`'s meters, kept in its checkpoints), and where this call began."
+    s = learn.state
+    return dict(resumed_from=learn.start_step, seconds=s.seconds,
+                seconds_per_step=s.seconds / max(len(s.history['step']), 1), peak_memory=s.peak_memory)
+
+def _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, device) -> dict:
     "The run's summary; the adapter saved to `out` by the main process (the Learner loaded the best state)."
     best = learn.state.best or {}
-    steps_run = len(history['step'])
     summary = dict(config=asdict(cfg), scorer=_trained_for(scorer), best_step=best.get('step', learn.state.step),
-                   best_val=best.get('val'), history=history, seconds=seconds,
-                   seconds_per_step=seconds / max(steps_run, 1), peak_memory=peak_memory(device), device=str(device))
+                   best_val=best.get('val'), history=history, **_run_cost(learn), device=str(device))
     if out is not None and learn.accelerator.is_main_process:
         save_adapter(scorer, out, prompt, lora, info=summary | (info or {}), overwrite=True)
     learn.accelerator.wait_for_everyone()
@@ -340,11 +347,24 @@ def _training_part(dataset: str, path, images, contrast, data_seed: int, skip_mi
                          f"{sorted({r.kind for r in records})})")
     return Records(kept, records.name, records.skipped)
 
+def _groups(records) -> int:
+    "How many examples (groups) `records` hold: a record without a group is one of its own."
+    return len({r.group if r.group is not None else ('#', i) for i, r in enumerate(records)})
+
+def _held_out(rest: Records, n_val: int, k: int, seed: int) -> list[Record]:
+    "`n_val` seeded examples of `rest`; when fewer are left a warning says so (and that validation is off, if none)."
+    left = _groups(rest)
+    if n_val > left:
+        what = f"only {left} left once the {k} shots are drawn: validating on {left}" if left else \
+               f"none left once the {k} shots are drawn: validation is off"
+        warnings.warn(f"n_val: asked for {n_val} validation examples, but the training part has {what}")
+    return subsample(rest, n_val, seed) if n_val and left else []
+
 def task_shots(dataset: str, # one of `discffusion.data.DATASETS` that has a training part
                k: int, # K: shots (whole groups) drawn from the training part
                path=None, images=None, # as for `load_records` (csv/jsonl: the file given is the training part)
                seed: int = 0, # which shots, and which validation records
-               n_val: int = 64, # validation records held out of the rest of the training part (0: none)
+               n_val: int = 64, # validation examples (whole groups) held out of the rest of the training part (0: none)
                contrast: str | None = None, # keep only 'image' or 'text' candidates (None: what the data has)
                data_seed: int = 0, skip_missing: bool = False, **kwargs) -> tuple[Records, Records]:
     "(K shots, validation records) of `dataset`'s training part, disjoint: nothing comes from its evaluation part."
@@ -352,10 +372,15 @@ def task_shots(dataset: str, # one of `discffusion.data.DATASETS` that has a tra
     shots = draw_shots(train, k, seed)
     picked = {id(r) for r in shots}
     rest = Records([r for r in train if id(r) not in picked], f'{train.name}-rest')
-    val = subsample(rest, n_val, seed) if n_val and rest else Records([], f'{train.name}-val')
-    return shots, Records(val, f'{train.name}-val')
+    return shots, Records(_held_out(rest, n_val, k, seed), f'{train.name}-val')
 
 # %% ../nbs/12_prompt_learning.ipynb #b7c5d9e1
+def _model_name(model) -> str | None:
+    "`model` as `adapter.json` keeps it: a local folder as its absolute path (found from any directory), else as given."
+    if model is None: return None
+    folder = Path(str(model)).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else str(model)
+
 def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
                   dataset: str = 'shapes', # one of `discffusion.data.DATASETS` but winoground
                   shots: int = 16, # K
@@ -382,8 +407,8 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
     opts = dict(timesteps=list(timesteps) if isinstance(timesteps, tuple) else timesteps, batch_size=score_batch_size)
     if scorer == 'dsd': opts['preset'] = preset   # the denoising scorer has no preset
     sc = build_scorer(scorer, model, device=device, dtype=dtype, variant=variant, **opts)
-    run = dict(dataset=dataset, path=None if path is None else str(path), shots=shots, seed=seed, n_val=len(val),
-               model=None if model is None else str(model), directions=sorted({r.kind for r in train}))
+    run = dict(dataset=dataset, path=None if path is None else str(path), shots=shots, seed=seed, n_val=_groups(val),
+               model=_model_name(model), directions=sorted({r.kind for r in train}))
     fit(sc, train, val, cfg, out, resume=resume, progress=progress, overwrite=overwrite, device=device, info=run)
     return Path(out)
 
