@@ -14,7 +14,7 @@ from discffusion.data import Record, Records, open_image, load_records
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 from discffusion.scoring import branch_rows, image_count, warn_truncated
 from fastcore.test import test_eq, test_close, test_fail
-import contextlib, io, tempfile, time
+import contextlib, io, tempfile, time, warnings
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from diffusers import UNet2DConditionModel, DDPMScheduler
