@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #1ca92f56
 from __future__ import annotations
-import json, warnings
+import json, numbers, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['GiB', 'default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
-           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'reset_peak_memory', 'peak_memory',
+           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'check_int', 'reset_peak_memory', 'peak_memory',
            'device_name', 'Usage', 'track_usage', 'gpu_options']
 
 # %% ../nbs/00_core.ipynb #d019dddc
@@ -142,6 +142,15 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
 def seeded_generator(seed: int, device: str | torch.device = 'cpu') -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed`."
     return torch.Generator(device=device).manual_seed(int(seed))
+
+# %% ../nbs/00_core.ipynb #362dea46
+def check_int(value, # the option's value
+              name: str, # the option's name, for the error
+              low: int = 1) -> int: # the least value allowed
+    "`value` as an int if it is a whole number (not a bool) of at least `low`, else an error naming `name`."
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    return int(value)
 
 # %% ../nbs/00_core.ipynb #f924411c
 import re, sys, time

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 from .shapes import make_split, caption, render, comvg_task, refcocog_task, vqa_task, TASK_SPLITS
 from .scoring import load_rgb
+from .core import check_int
 
 # %% auto #0
 __all__ = ['KINDS', 'COCO_PREFIXES', 'PARTS', 'OFFICIAL_FILES', 'COMVG_COLUMNS', 'COMVG_TRAIN_COLUMNS', 'COMVG_SUBSETS',
@@ -18,8 +19,8 @@ __all__ = ['KINDS', 'COCO_PREFIXES', 'PARTS', 'OFFICIAL_FILES', 'COMVG_COLUMNS',
            'SHAPES_TASKS', 'DATASETS', 'EXPORT_FORMATS', 'Crop', 'Record', 'open_image', 'image_path', 'Records',
            'need_file', 'read_csv', 'read_jsonl', 'check_types', 'coco_image', 'part_file', 'comvg_records',
            'vqa_records', 'official_part', 'refcocog_records', 'winoground_group', 'winoground_records',
-           'matching_records', 'shapes_records', 'shapes_task_records', 'kshot_split', 'draw_shots', 'subsample',
-           'load_records', 'load_shots', 'export_task']
+           'matching_records', 'shapes_records', 'shapes_task_records', 'group_count', 'kshot_split', 'draw_shots',
+           'subsample', 'load_records', 'load_shots', 'export_task']
 
 # %% ../nbs/06_data.ipynb #425084d3
 KINDS = ('image', 'text')
@@ -502,9 +503,13 @@ def shapes_task_records(name: str, # a key of `SHAPES_TASKS`
 # %% ../nbs/06_data.ipynb #f2988a9c
 def _group_key(r: Record, i: int) -> str: return r.group if r.group is not None else f'#{i}'
 
+def group_count(records) -> int:
+    "How many examples (groups) `records` hold: a record without a group is an example of its own."
+    return len({_group_key(r, i) for i, r in enumerate(records)})
+
 def _draw_groups(records, k: int, seed: int, per_subset: bool, leave: int) -> tuple[list, set]:
     "(group keys, the `k` seeded groups per subset, or in all, drawn), leaving at least `leave` groups of each subset."
-    if not _is(k, (int, np.integer)) or k < 1: raise ValueError(f"k: expected an int >= 1, got {k!r}")
+    check_int(k, 'k')
     keys, by_subset = [_group_key(r, i) for i, r in enumerate(records)], {}
     for key, r in zip(keys, records): by_subset.setdefault(r.subset if per_subset else 'all', []).append(key)
     rng, chosen, name = np.random.default_rng(seed), set(), getattr(records, 'name', '') or 'the records'
@@ -539,8 +544,7 @@ DATASETS = ('comvg', 'vqa', 'refcocog', 'winoground', 'shapes', 'csv', 'jsonl', 
 
 def _check_limit(limit):
     "A one-line error unless `limit` is None or an int >= 1."
-    if limit is not None and not (_is(limit, (int, np.integer)) and limit >= 1):
-        raise ValueError(f"limit: expected an int >= 1, got {limit!r}")
+    if limit is not None: check_int(limit, 'limit')
 
 def subsample(records, limit: int | None, seed: int = 0) -> Records:
     "A seeded random sample of `limit` groups of `records`, in their original order (all when None)."

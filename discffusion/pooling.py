@@ -6,25 +6,20 @@
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
+from .core import check_int
 
 # %% auto #0
-__all__ = ['POOLINGS', 'TOKEN_MASKS', 'check_topk', 'topk_mean', 'pool_tokens', 'real_token_mask', 'mean_heads_positions',
-           'mean_layers', 'TokenPooling']
+__all__ = ['POOLINGS', 'TOKEN_MASKS', 'topk_mean', 'pool_tokens', 'real_token_mask', 'mean_heads_positions', 'mean_layers',
+           'TokenPooling']
 
 # %% ../nbs/03_pooling.ipynb #a2b7da90
 POOLINGS = ('lse', 'max', 'mean', 'topk')
-
-def check_topk(k) -> int:
-    "`k` if it is a usable token count for `topk`, else a clear error."
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"topk: expected an int >= 1 (tokens averaged), got {k!r}")
-    return k
 
 def topk_mean(x: torch.Tensor, # [B, heads, N, S] logits, -inf where masked out
               k: int, keep: torch.Tensor | None = None, # [B, 1, 1, S] bool, the kept tokens; None = all
              ) -> torch.Tensor:
     "Mean of each row's `k` largest logits; of all its kept ones when it keeps fewer than `k`."
-    top = x.topk(min(check_topk(k), x.shape[-1]), dim=-1).values
+    top = x.topk(min(check_int(k, 'topk'), x.shape[-1]), dim=-1).values
     if keep is None: return top.mean(-1)
     n = keep.sum(-1, keepdim=True).clamp_max(top.shape[-1])             # [B, 1, 1, 1] tokens averaged
     return top.masked_fill(torch.arange(top.shape[-1], device=x.device) >= n, 0).sum(-1) / n.squeeze(-1)
@@ -75,7 +70,7 @@ class TokenPooling:
     def __post_init__(self):
         if self.method not in POOLINGS:
             raise ValueError(f"pooling: unknown method {self.method!r}; expected one of {POOLINGS}")
-        check_topk(self.k)
+        check_int(self.k, 'topk')
 
     def __call__(self, logits: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         return mean_heads_positions(pool_tokens(logits, self.method, token_mask, self.k))

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from diffusers import DDPMScheduler, EulerDiscreteScheduler
 from diffusers.models.attention_processor import AttnProcessor
-from .core import load_pipeline, seeded_generator
+from .core import load_pipeline, seeded_generator, check_int
 from .hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
@@ -24,7 +24,7 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 # %% auto #0
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
-           'AdaptiveGrid', 'resolve_timesteps', 'check_int', 'checked_timesteps', 'DSDScorer', 'triple_index',
+           'AdaptiveGrid', 'resolve_timesteps', 'checked_timesteps', 'explicit_timesteps', 'DSDScorer', 'triple_index',
            'load_rgb', 'one_image', 'image_count', 'prepare_images', 'warn_truncated', 'tokenize', 'unknown_words',
            'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
 
@@ -244,12 +244,6 @@ def resolve_timesteps(timesteps, # 'official', 'official:S', an int count, or a 
         raise ValueError(f"timesteps: expected 'official', 'official:S', a count or a list, got {timesteps!r}")
     return checked_timesteps(list(timesteps), n_train)
 
-def check_int(value, name: str, low: int) -> int:
-    "`value` as an int if it is a whole number (not a bool) of at least `low`, else an error naming `name`."
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return int(value)
-
 def checked_timesteps(timesteps: list, # grid or per-row timesteps
                       n_train: int) -> list[int]: # the scheduler's `num_train_timesteps`
     "`timesteps` as ints, or a clear error naming those that are not whole numbers in `[0, n_train)`."
@@ -258,6 +252,16 @@ def checked_timesteps(timesteps: list, # grid or per-row timesteps
     if bad or not timesteps:
         raise ValueError(f"timesteps: {bad[:8] or 'empty list'}; expected whole numbers in [0, {n_train})")
     return [int(t) for t in timesteps]
+
+def explicit_timesteps(timesteps, # a list, tuple or tensor of timesteps (a call's own, not a grid's name or count)
+                       n_train: int) -> list[int]:
+    "The timesteps a call names one by one, checked; a lone number is refused rather than read as a count."
+    if torch.is_tensor(timesteps): timesteps = timesteps.flatten().tolist()
+    if isinstance(timesteps, (str, numbers.Number)) or not isinstance(timesteps, Iterable):
+        raise ValueError(f"timesteps: expected a list of timesteps, got {timesteps!r}"
+                         + (f" (for the single timestep t={timesteps}, pass [{timesteps}])"
+                            if isinstance(timesteps, numbers.Number) else ''))
+    return checked_timesteps(list(timesteps), n_train)
 
 
 # %% ../nbs/04_scoring.ipynb #0bb0518b
@@ -336,7 +340,8 @@ class DSDScorer:
 @patch
 def prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None):
     "Default the grid and noise bank, check and move the inputs, noise them: (timesteps, latents, ctx, noise, zt)."
-    timesteps = self.timesteps if timesteps is None else resolve_timesteps(timesteps, self.scheduler)
+    n_train = self.scheduler.config.num_train_timesteps
+    timesteps = self.timesteps if timesteps is None else explicit_timesteps(timesteps, n_train)
     noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
     _check_latents(latents, text_embeddings, noise, timesteps)
     dev, dt = self.unet.device, self.unet.dtype
@@ -419,6 +424,12 @@ def check_finite(self: DSDScorer, scores: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/04_scoring.ipynb #69386c68
 @patch
+def row_timesteps(self: DSDScorer, timesteps) -> torch.Tensor:
+    "Per-row timesteps `[R]`, checked (`explicit_timesteps`), as a long tensor on the UNet's device."
+    return torch.tensor(explicit_timesteps(timesteps, self.scheduler.config.num_train_timesteps),
+                        device=self.unet.device)
+
+@patch
 def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean scaled latents
                 text_embeddings: torch.Tensor, # [R, S, D]
                 timesteps, # [R] ints: each row's timestep
@@ -428,8 +439,7 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
                ) -> torch.Tensor:
     "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
     dev, dt = self.unet.device, self.unet.dtype
-    steps = timesteps.tolist() if torch.is_tensor(timesteps) else list(timesteps)
-    t = torch.tensor(checked_timesteps(steps, self.scheduler.config.num_train_timesteps), device=dev)
+    t = self.row_timesteps(timesteps)
     latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
     zt = self.scheduler.add_noise(latents, noise, t)
     target = row_target(self.scheduler, latents, noise, t).float() if self.denoise else None

@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .hooks import record_cross_attention, select_layers, cross_attention_layers, StopForward
 from .pooling import POOLINGS
-from .scoring import DSDScorer, PRESETS, noise_bank, prepare_images
+from .scoring import DSDScorer, PRESETS, noise_bank, prepare_images, explicit_timesteps
 from .shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard_negatives
 from .adapters import load_adapter
 
@@ -55,11 +55,8 @@ def word_spans(tokenizer, # a CLIP-format tokenizer (the last BPE piece of a wor
 def _grid(scorer: DSDScorer, timesteps) -> list[int]:
     "The scorer's timestep grid, or `timesteps` checked."
     if timesteps is None: return list(scorer.timesteps)
-    ts = [timesteps] if isinstance(timesteps, (int, np.integer)) else list(timesteps)
-    n = scorer.scheduler.config.num_train_timesteps
-    bad = [t for t in ts if not isinstance(t, (int, np.integer)) or not 0 <= t < n]
-    if bad or not ts: raise ValueError(f"timesteps: {bad or 'empty'}; expected ints in [0, {n})")
-    return [int(t) for t in ts]
+    ts = [timesteps] if isinstance(timesteps, (int, np.integer)) else timesteps   # here a lone int is one timestep
+    return explicit_timesteps(ts, scorer.scheduler.config.num_train_timesteps)
 
 def _upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
     "[B, N, S] attention on a square grid of N positions -> [B, S, size, size], bilinear."

@@ -3,6 +3,7 @@ from __future__ import annotations
 from discffusion.pooling import *
 from dataclasses import dataclass
 import torch
+from discffusion.core import check_int
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from diffusers import DDPMScheduler, EulerDiscreteScheduler
 from diffusers.models.attention_processor import AttnProcessor
-from discffusion.core import load_pipeline, seeded_generator
+from discffusion.core import load_pipeline, seeded_generator, check_int
 from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from discffusion.pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 from fastcore.test import test_eq, test_close, test_fail

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 from discffusion.shapes import make_split, caption, render, comvg_task, refcocog_task, vqa_task, TASK_SPLITS
 from discffusion.scoring import load_rgb
+from discffusion.core import check_int
 from fastcore.test import test_eq, test_ne, test_fail
 import tempfile
 import matplotlib.pyplot as plt
@@ -87,3 +88,4 @@ def test_cell_4():
         test_fail(lambda: load_records(name, limit=bad), contains=f'limit: expected an int >= 1, got {bad!r}')
     test_fail(lambda: subsample([], 0), contains='limit: expected an int >= 1, got 0')
     test_eq(len(load_records('shapes', limit=np.int64(2))), 10)
+    test_eq(group_count(load_records('shapes', limit=2)), 2)   # 2 examples of 5 records each
