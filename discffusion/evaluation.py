@@ -277,7 +277,7 @@ class DenoisingScorer(DSDScorer):
     def __init__(self, unet, scheduler, vae=None, text_encoder=None, tokenizer=None,
                  normalize: bool = True, # subtract the unconditional error (DiffusionITM); False: minus the conditional
                  **kwargs): # `DSDScorer` options: timesteps, seed, batch_size, resolution, progress
-        if given := [k for k in ATTENTION_OPTIONS if kwargs.get(k) is not None]:
+        if given := [k for k in ATTENTION_OPTIONS if kwargs.get(k) not in (None, False)]:   # asked for, not 'off'
             raise ValueError(f"{given[0]}: the denoising scorer reads no cross-attention, so it takes none of "
                              f"{', '.join(ATTENTION_OPTIONS)}; its options are timesteps, seed, batch_size, "
                              "resolution and progress")
@@ -310,7 +310,7 @@ def score_pairs(self: DenoisingScorer, latents, text_embeddings, timesteps, nois
                 uncond_embedding=None) -> torch.Tensor:
     "Differentiable denoising-error score `[R]` of row r (latent, noise, timestep, text r), as `DSDScorer.score_pairs`."
     dev, dt = self.unet.device, self.unet.dtype
-    t = torch.as_tensor(timesteps, device=dev).long()
+    t = self.row_timesteps(timesteps)   # checked as `DSDScorer.score_pairs` checks them
     latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
     zt = self.scheduler.add_noise(latents, noise, t)
     target = row_target(self.scheduler, latents, noise, t).float()
@@ -354,13 +354,16 @@ class CLIPScorer:
     def __repr__(self): return f"CLIPScorer({self.model.config.name_or_path or 'CLIPModel'!r})"
 
 # %% ../nbs/07_evaluation.ipynb #ba77996c
+@patch(as_prop=True)
+def text_limit(self: CLIPScorer) -> int:
+    "The most tokens a text keeps: the tokenizer's limit, or the text model's positions when fewer."
+    return min(self.processor.tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings)
+
 @patch
 def embed_texts(self: CLIPScorer, texts: list[str]) -> torch.Tensor:
     "Unit-norm projected text embeddings `[n, d]` (differentiable)."
-    tok = self.processor.tokenizer
-    limit = min(tok.model_max_length, self.model.config.text_config.max_position_embeddings)
-    warn_truncated(tok, texts, limit)   # as DSD's `tokenize` does
-    enc = tok(list(texts), padding=True, truncation=True, max_length=limit, return_tensors='pt').to(self.device)
+    enc = self.processor.tokenizer(list(texts), padding=True, truncation=True, max_length=self.text_limit,
+                                   return_tensors='pt').to(self.device)
     return F.normalize(self.model.text_projection(self.model.text_model(**enc).pooler_output), dim=-1)
 
 @patch
@@ -382,6 +385,7 @@ def embed_images(self: CLIPScorer, images) -> torch.Tensor:
 @patch
 def logits(self: CLIPScorer, images, texts) -> torch.Tensor:
     "`[n_text, n_img]` scaled cosine similarities (differentiable)."
+    warn_truncated(self.processor.tokenizer, list(texts), self.text_limit)   # as DSD's `tokenize` does, once a call
     emb = lambda f, xs: torch.cat([f(xs[a:a + self.batch_size]) for a in range(0, len(xs), self.batch_size)])
     return self.model.logit_scale.exp() * emb(self.embed_texts, list(texts)) @ emb(self.embed_images, list(images)).T
 

@@ -48,6 +48,9 @@ def test_cell_0():
     assert 'score_latents' in DenoisingScorer.__dict__ and 'score_pairs' in DenoisingScorer.__dict__
     for option in ('preset', 'token_mask', 'adaptive'):  # attention options are refused by name, not silently ignored
         test_fail(lambda: DenoisingScorer(unet, sched, **{option: 'official'}), contains=f'{option}: the denoising scorer')
+    DenoisingScorer(unet, sched, adaptive=False, early_exit=False)   # switched off is not asked for: accepted
+    test_fail(lambda: DenoisingScorer(unet, sched, **kw).score_pairs(lat[:1], txt[:1], [-1], bank[:1]),
+              contains='timesteps: [-1]')   # checked as DSDScorer.score_pairs checks them
     with contextlib.redirect_stderr(err := io.StringIO()):  # a long job (one row per UNet call): its bar says what it runs
         DenoisingScorer(unet, sched, **(kw | dict(batch_size=1))).score_latents(lat, txt, uncond_embedding=unc)
     assert 'denoising:' in err.getvalue() and 'DSD:' not in err.getvalue()
