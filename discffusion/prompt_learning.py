@@ -14,9 +14,9 @@ from torch.nn.utils.rnn import pad_sequence
 from .core import check_device, default_device, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
-from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
+from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from .evaluation import evaluate, build_scorer, image_key, distinct_images
-from .training import Learner, checkpoints, checkpoint_step, cosine_schedule
+from .training import Learner, checkpoints, checkpoint_step, cosine_schedule, settings_diff
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
@@ -257,19 +257,15 @@ def _learner(scorer, groups, val, cfg, prompt, out, rec, progress) -> Learner:
 def _check_resumable(learn: Learner, out: Path):
     "A one-line error when the last checkpoint in `out` was written with other settings (naming them) or past `steps`."
     last = checkpoints(out)[-1]
-    flat = lambda d: {k: v for k, v in d.items() if k != 'settings'} | d.get('settings', {})
-    saved = flat(json.loads((last/'settings.json').read_text())) if (last/'settings.json').is_file() else {}
-    now = flat(json.loads(json.dumps(learn.run_settings(), sort_keys=True)))
-    diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
-    at = checkpoint_step(last)
-    if not diff and at <= learn.steps: return   # at `steps`: a finished run, its adapter saved again as it was
+    saved = json.loads((last/'settings.json').read_text()) if (last/'settings.json').is_file() else {}
+    now = json.loads(json.dumps(learn.run_settings(), sort_keys=True))
+    said, at = settings_diff(saved, now, {'params': 'the trained parameters'}), checkpoint_step(last)
+    if not said and at <= learn.steps: return   # at `steps`: a finished run, its adapter saved again as it was
     held = f"; {out} already holds an adapter from that run" if check_adapter_folder(out, overwrite=True) else ''
     afresh = "pass overwrite=True (CLI: --overwrite) to start afresh there, or choose another folder"
-    if not diff:
+    if not said:
         raise ValueError(f"resume: the checkpoint in {out} is at step {at}, past the {learn.steps} steps asked "
                          f"for{held}; ask for {at} steps or more to continue it, or {afresh}")
-    said = ', '.join('the trained parameters' if k == 'params' else f"{k}={saved.get(k)!r} (now {now.get(k)!r})"
-                     for k in diff)
     raise ValueError(f"resume: the checkpoint in {out} was written with other settings: {said}{held}; {afresh}")
 
 def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateGroup`s already encoded
@@ -347,13 +343,9 @@ def _training_part(dataset: str, path, images, contrast, data_seed: int, skip_mi
                          f"{sorted({r.kind for r in records})})")
     return Records(kept, records.name, records.skipped)
 
-def _groups(records) -> int:
-    "How many examples (groups) `records` hold: a record without a group is one of its own."
-    return len({r.group if r.group is not None else ('#', i) for i, r in enumerate(records)})
-
 def _held_out(rest: Records, n_val: int, k: int, seed: int) -> list[Record]:
     "`n_val` seeded examples of `rest`; when fewer are left a warning says so (and that validation is off, if none)."
-    left = _groups(rest)
+    left = group_count(rest)
     if n_val > left:
         what = f"only {left} left once the {k} shots are drawn: validating on {left}" if left else \
                f"none left once the {k} shots are drawn: validation is off"
@@ -407,7 +399,7 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
     opts = dict(timesteps=list(timesteps) if isinstance(timesteps, tuple) else timesteps, batch_size=score_batch_size)
     if scorer == 'dsd': opts['preset'] = preset   # the denoising scorer has no preset
     sc = build_scorer(scorer, model, device=device, dtype=dtype, variant=variant, **opts)
-    run = dict(dataset=dataset, path=None if path is None else str(path), shots=shots, seed=seed, n_val=_groups(val),
+    run = dict(dataset=dataset, path=None if path is None else str(path), shots=shots, seed=seed, n_val=group_count(val),
                model=_model_name(model), directions=sorted({r.kind for r in train}))
     fit(sc, train, val, cfg, out, resume=resume, progress=progress, overwrite=overwrite, device=device, info=run)
     return Path(out)

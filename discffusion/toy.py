@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
-from .training import Learner, cosine_schedule, checkpoints
+from .training import Learner, cosine_schedule, checkpoints, settings_diff
 from .clip import shapes_clip, pretrain_clip, save_shapes_clip
 try: from transformers.models.clip.tokenization_clip import bytes_to_unicode  # transformers 4
 except ImportError: from transformers.convert_slow_tokenizer import bytes_to_unicode  # transformers 5 keeps it here
@@ -241,7 +241,7 @@ def _saved_settings(out: Path) -> tuple[str, dict | None] | None:
     record = _read_json(out/'training.json')   # the settings, and what it only records: the time and torch
     return 'model', record and {k: v for k, v in record.items() if k not in ('seconds', 'torch')}
 
-def _check_resumable(out: Path, settings: dict) -> bool:
+def _finished_model(out: Path, settings: dict) -> bool:
     "Whether `out` holds a finished model of `settings`; an error naming what differs when it holds another run."
     if (held := _saved_settings(out)) is None: return False
     kind, saved = held
@@ -251,9 +251,7 @@ def _check_resumable(out: Path, settings: dict) -> bool:
         if kind == 'checkpoint': return False   # `Learner` refuses a checkpoint without settings, naming it
         raise ValueError(f"resume: {out} holds a pipeline without a readable training.json, so its settings are "
                          f"unknown; {fix}")
-    now = json.loads(json.dumps(settings))
-    if diff := [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]:
-        said = ', '.join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in diff)
+    if said := settings_diff(saved, json.loads(json.dumps(settings))):
         where = f"the checkpoint in {out} was written" if kind == 'checkpoint' else f"{out} holds a model trained"
         raise ValueError(f"resume: {where} with other settings: {said}; {fix}")
     return kind == 'model'
@@ -278,7 +276,7 @@ def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` whi
                          f"which has {SHAPES_CLIP['layers']} layers; "
                          f"got {settings['text_layers']} (choose the depth with text_encoder='joint')")
     out = Path(out)
-    if resume and _check_resumable(out, settings): return out
+    if resume and _finished_model(out, settings): return out
     prev = torch.get_num_threads()
     if threads: torch.set_num_threads(threads)
     try: return _train(out, settings, keep_checkpoints, resume)

@@ -13,7 +13,7 @@ from .core import default_device, peak_memory
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'cosine_schedule', 'constant_schedule', 'progress_bar', 'GeneratorState', 'TrainState', 'TrainedWeights',
-           'checkpoints', 'checkpoint_step', 'save_checkpoint', 'load_checkpoint', 'Learner']
+           'checkpoints', 'settings_diff', 'checkpoint_step', 'save_checkpoint', 'load_checkpoint', 'Learner']
 
 # %% ../nbs/08_training.ipynb #4f1cd4b8
 def cosine_schedule(warmup: int = 0, # linear warm-up steps
@@ -81,6 +81,14 @@ def checkpoints(root: str | Path) -> list[Path]:
     root = Path(root)
     return sorted(p for p in root.glob('step-*') if p.is_dir() and not p.name.endswith('.tmp')) if root.exists() else []
 
+def settings_diff(saved: dict, now: dict, # a run's saved settings and this one's (a nested `settings` entry is flattened)
+                  names: dict | None = None) -> str: # how to say some keys, e.g. {'params': 'the trained parameters'}
+    "What differs, as `key=saved (now new)` (or its name in `names`), comma-separated; '' when nothing does."
+    flat = lambda d: {k: v for k, v in d.items() if k != 'settings'} | d.get('settings', {})
+    saved, now = flat(saved), flat(now)
+    keys = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    return ', '.join((names or {}).get(k) or f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in keys)
+
 def checkpoint_step(folder: str | Path) -> int:
     "The step a checkpoint folder `step-NNNNNN` was written at."
     return int(Path(folder).name.removeprefix('step-'))
@@ -104,8 +112,10 @@ def load_checkpoint(accelerator, folder: Path, settings: dict,
                     steps: int | None = None): # the steps asked for: a checkpoint past them is refused (None: any)
     "`accelerator.load_state` from `folder`, refusing one written with other `settings` or past `steps`."
     saved = json.loads((folder/'settings.json').read_text()) if (folder/'settings.json').exists() else None
-    if saved != json.loads(json.dumps(settings, sort_keys=True)):
-        raise ValueError(f"resume: {folder} was written with other settings; pass resume=False or another folder")
+    if saved != (now := json.loads(json.dumps(settings, sort_keys=True))):
+        said = settings_diff(saved or {}, now, {'params': 'the trained parameters'}) or 'none saved'
+        raise ValueError(f"resume: {folder} was written with other settings ({said}); pass resume=False or another "
+                         "folder")
     if steps is not None and (at := checkpoint_step(folder)) > steps:
         raise ValueError(f"resume: {folder} is at step {at}, past the {steps} steps asked for; ask for {at} steps or "
                          "more to continue it, or pass resume=False to start afresh, or another folder")
@@ -276,7 +286,7 @@ def resume(self: Learner, resume: bool = True):
 
 # %% ../nbs/08_training.ipynb #874ce411
 def _meters(learn) -> callable:
-    "A function that sets `learn.state`'s seconds and peak memory to what they held plus this `fit` so far."
+    "A function that sets `learn.state`'s seconds and peak memory to what they held when made, plus what came since."
     s, start, seconds, peak = learn.state, time.perf_counter(), learn.state.seconds, learn.state.peak_memory
     def update():
         s.seconds = seconds + time.perf_counter() - start
@@ -303,7 +313,7 @@ def fit(self: Learner, resume: bool = True, # continue from the latest checkpoin
             if self.validate is not None and self.val_every and s.step % self.val_every == 0: self.run_validation()
             meter()   # before the checkpoint, which keeps the run's time and memory so far
             due = s.step == self.steps or (self.every and s.step % self.every == 0)
-            if self.out is not None and due: self.save()
+            if self.out is not None and due: self.save(); meter = _meters(self)   # the clock restarts after the write
             bar.update(); bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
             if self.out_of_patience(): break
     finally: bar.close()

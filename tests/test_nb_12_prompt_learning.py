@@ -11,9 +11,9 @@ from torch.nn.utils.rnn import pad_sequence
 from discffusion.core import check_device, default_device, reset_peak_memory
 from discffusion.scoring import DSDScorer, noise_bank
 from discffusion.hooks import record_cross_attention
-from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS
+from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images
-from discffusion.training import Learner, checkpoints, checkpoint_step, cosine_schedule
+from discffusion.training import Learner, checkpoints, checkpoint_step, cosine_schedule, settings_diff
 from discffusion.adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from discffusion.adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 from fastcore.test import test_eq, test_close, test_fail
