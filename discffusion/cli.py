@@ -35,6 +35,7 @@ def format_matrix(scores: torch.Tensor, # [n_text, n_img]
 
 def cut_label(label: str, width: int, keep_end: bool = False) -> str:
     "`label` in at most `width` characters: cut with a '…' where it was cut (at its start when `keep_end`)."
+    width = max(width, 2)   # room for one character and the mark
     if len(label) <= width: return label
     return '…' + label[1 - width:] if keep_end else label[:width - 1] + '…'
 
@@ -283,7 +284,8 @@ def cmd_score(args, meter: RunMeter | None = None) -> dict:
         with blame(args, '--model'):
             scorer = DSDScorer.from_pretrained(args.model, device=args.device, **({'preset': 'official'} | opts))
     scores = scorer.score(args.image, args.text)
-    result = {'model': model_name(args), 'adapter': args.adapter, 'scorer': scorer.kind, 'preset': scorer.preset,
+    preset = scorer.preset if scorer.kind == 'dsd' else None   # the denoising scorer reads no attention
+    result = {'model': model_name(args), 'adapter': args.adapter, 'scorer': scorer.kind, 'preset': preset,
               'timesteps': scorer.timesteps, 'images': [str(i) for i in args.image], 'texts': args.text,
               'scores': scores.tolist()} | ({'run': meter.report()} if meter else {})
     finite_result(result)
