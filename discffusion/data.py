@@ -581,7 +581,11 @@ def load_records(name: str, # one of `DATASETS`
     if name not in DATASETS: raise ValueError(f"dataset: unknown {name!r}; expected one of {DATASETS}")
     _check_limit(limit)  # also for the shapes world, where it is the number of examples made
     if name == 'shapes' and limit is not None: kwargs.setdefault('n', limit)
-    return subsample(_loader(name, path, images, split, seed, skip_missing, kwargs), limit, seed)
+    records = _loader(name, path, images, split, seed, skip_missing, kwargs)
+    if limit is not None and limit > (have := group_count(records)):   # said, not silently fewer
+        warnings.warn(f"limit: asked for {limit} examples, but {getattr(records, 'name', '') or name} has {have}; "
+                      "using all of them")
+    return subsample(records, limit, seed)
 
 # %% ../nbs/06_data.ipynb #6df01e72
 def load_shots(name: str, # one of `DATASETS` that has a training part

@@ -10,7 +10,7 @@ from discffusion.shapes import make_split, caption, render, comvg_task, refcocog
 from discffusion.scoring import load_rgb
 from discffusion.core import check_int
 from fastcore.test import test_eq, test_ne, test_fail
-import tempfile
+import tempfile, warnings
 import matplotlib.pyplot as plt
 import datasets
 import sys
@@ -89,3 +89,7 @@ def test_cell_4():
     test_fail(lambda: subsample([], 0), contains='limit: expected an int >= 1, got 0')
     test_eq(len(load_records('shapes', limit=np.int64(2))), 10)
     test_eq(group_count(load_records('shapes', limit=2)), 2)   # 2 examples of 5 records each
+    with warnings.catch_warnings(record=True) as caught:   # more than there are: all of them, and a warning says so
+        warnings.simplefilter('always'); few = load_records('shapes-comvg', limit=10_000)
+    test_eq(group_count(few), group_count(load_records('shapes-comvg')))
+    assert any('limit: asked for 10000 examples' in str(w.message) for w in caught), [str(w.message) for w in caught]
