@@ -21,9 +21,10 @@ from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_fol
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
 # %% auto #0
-__all__ = ['TIMESTEP_MODES', 'LOSSES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups', 'training_noise',
-           'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable', 'trainable',
-           'group_loss', 'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter', 'adapter_scorer']
+__all__ = ['TIMESTEP_MODES', 'LOSSES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups', 'candidate_groups',
+           'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable',
+           'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter',
+           'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -55,6 +56,13 @@ def record_groups(scorer: DSDScorer, records: list[Record],
     texts = list(dict.fromkeys(t for r in records for t in r.texts))
     latents = encode_images(scorer, list(images.values()), vae_batch_size)
     hidden, mask = scorer.encode_texts(texts, prompt=False)
+    return candidate_groups(records, latents, list(images), hidden, mask, texts)
+
+def candidate_groups(records: list[Record],
+                     latents: torch.Tensor, images: list, # encoded images, and the `image_key` of each row
+                     hidden: torch.Tensor, mask, texts: list[str], # encoded texts, their token mask, each row's text
+                    ) -> list[CandidateGroup]:
+    "One `CandidateGroup` per record, positive first, gathered from images and texts encoded beforehand."
     col, row, out = {k: j for j, k in enumerate(images)}, {t: i for i, t in enumerate(texts)}, []
     for r in records:
         cands = _positive_first(r)
