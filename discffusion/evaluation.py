@@ -385,7 +385,6 @@ def embed_images(self: CLIPScorer, images) -> torch.Tensor:
 @patch
 def logits(self: CLIPScorer, images, texts) -> torch.Tensor:
     "`[n_text, n_img]` scaled cosine similarities (differentiable)."
-    warn_truncated(self.processor.tokenizer, list(texts), self.text_limit)   # as DSD's `tokenize` does, once a call
     emb = lambda f, xs: torch.cat([f(xs[a:a + self.batch_size]) for a in range(0, len(xs), self.batch_size)])
     return self.model.logit_scale.exp() * emb(self.embed_texts, list(texts)) @ emb(self.embed_images, list(images)).T
 
@@ -394,7 +393,9 @@ def logits(self: CLIPScorer, images, texts) -> torch.Tensor:
 def score(self: CLIPScorer, images, texts) -> torch.Tensor:
     "The CLIP score matrix `[len(texts), len(images)]`."
     images = [images] if isinstance(images, (str, Path, Image.Image)) else images
-    return self.logits(images, [texts] if isinstance(texts, str) else texts).float().cpu()
+    texts = [texts] if isinstance(texts, str) else texts
+    warn_truncated(self.processor.tokenizer, list(texts), self.text_limit)   # as DSD's `tokenize` does, once a call
+    return self.logits(images, texts).float().cpu()
 
 # %% ../nbs/07_evaluation.ipynb #319d7f08
 SCORERS = ('dsd', 'denoise', 'blank', 'clip')
