@@ -4,15 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #1ca92f56
 from __future__ import annotations
-import json, numbers, warnings
+import json, math, numbers, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['GiB', 'default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
-           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'check_int', 'reset_peak_memory', 'peak_memory',
-           'device_name', 'Usage', 'track_usage', 'gpu_options']
+           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'check_int', 'check_number',
+           'reset_peak_memory', 'peak_memory', 'device_name', 'Usage', 'track_usage', 'gpu_options']
 
 # %% ../nbs/00_core.ipynb #d019dddc
 def default_device() -> torch.device:
@@ -151,6 +151,17 @@ def check_int(value, # the option's value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
     return int(value)
+
+# %% ../nbs/00_core.ipynb #8b48d642
+def check_number(value, # the option's value
+                 name: str, # the option's name, for the error
+                 low: float = 0.0, # the bound
+                 above: bool = False) -> float: # True: `value` must exceed `low`; False: it may equal it
+    "`value` as a float if it is a finite real number (not a bool) of at least `low` (or above it), else an error."
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not real or value < low or (above and value == low):
+        raise ValueError(f"{name}: expected a finite number {'>' if above else '>='} {low:g}, got {value!r}")
+    return float(value)
 
 # %% ../nbs/00_core.ipynb #f924411c
 import re, sys, time

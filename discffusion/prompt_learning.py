@@ -6,25 +6,25 @@
 from __future__ import annotations
 import json, time, warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
-from .core import check_device, default_device, reset_peak_memory
+from .core import check_device, check_int, check_number, default_device, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from .evaluation import evaluate, build_scorer, image_key, distinct_images
-from .training import Learner, checkpoints, checkpoint_step, cosine_schedule, settings_diff
+from .training import Learner, PRECISIONS, checkpoints, checkpoint_step, cosine_schedule, settings_diff
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
 # %% auto #0
-__all__ = ['TIMESTEP_MODES', 'LOSSES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups', 'candidate_groups',
-           'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable',
-           'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter',
-           'adapter_scorer']
+__all__ = ['TIMESTEP_MODES', 'LOSSES', 'COUNTS', 'RATES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups',
+           'candidate_groups', 'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs',
+           'TrainConfig', 'make_trainable', 'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit',
+           'task_shots', 'train_adapter', 'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -130,6 +130,11 @@ def hardest_pairs(groups: list[CandidateGroup], scores: torch.Tensor, # [G, C_ma
     return [cut(g, int(j)) for g, j in zip(groups, hard)], torch.stack([starts, starts + hard], 1).flatten()
 
 # %% ../nbs/12_prompt_learning.ipynb #7c86f2d8
+COUNTS = dict(rank=1, prompt_tokens=0, warmup=0, steps=1, batch_size=1, accumulate=1, val_every=0, patience=1,
+              checkpoint_every=0, vae_batch_size=1, seed=0) # `TrainConfig`'s whole-number options, and their least values
+RATES = dict(alpha=True, margin=False, temperature=True, lr=True, weight_decay=False,
+             max_grad_norm=True) # its real options: True if they must be above 0, False if 0 is allowed
+
 @dataclass
 class TrainConfig:
     "Options of `fit`."
@@ -160,9 +165,18 @@ class TrainConfig:
         if self.loss not in LOSSES: raise ValueError(f"loss: unknown {self.loss!r}; expected one of {LOSSES}")
         if self.sampling not in TIMESTEP_MODES:
             raise ValueError(f"sampling: unknown mode {self.sampling!r}; expected one of {TIMESTEP_MODES}")
+        if self.mixed_precision not in (None, *PRECISIONS):
+            raise ValueError(f"mixed_precision: expected None or one of {list(PRECISIONS)}, got {self.mixed_precision!r}")
         if self.targets == 'prompt' and not self.prompt_tokens: self.prompt_tokens = 4
-        for k in ('steps', 'batch_size', 'accumulate'):
-            if getattr(self, k) < 1: raise ValueError(f"{k}: expected an int >= 1, got {getattr(self, k)!r}")
+        self._check_numbers()
+
+    def _check_numbers(self):
+        "Each count and rate in its range, or an error naming it; options whose default is None may be None."
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.default is None: continue
+            if f.name in COUNTS: setattr(self, f.name, check_int(value, f.name, COUNTS[f.name]))
+            elif f.name in RATES: setattr(self, f.name, check_number(value, f.name, above=RATES[f.name]))
 
 # %% ../nbs/12_prompt_learning.ipynb #a0e404e9
 def _models(scorer: DSDScorer) -> list[torch.nn.Module]:

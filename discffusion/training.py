@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .core import default_device, peak_memory
+from .core import check_int, check_number, default_device, peak_memory
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'cosine_schedule', 'constant_schedule', 'progress_bar', 'GeneratorState', 'TrainState', 'TrainedWeights',
@@ -150,9 +150,9 @@ class Learner:
                  progress: bool = True):
         from accelerate import Accelerator
         self.modules = model if isinstance(model, dict) else {'model': model}
-        self.loss_fn, self.steps, self.lr, self.weight_decay = loss_fn, int(steps), lr, weight_decay
+        self.loss_fn, self.steps, self.lr, self.weight_decay = loss_fn, check_int(steps, 'steps'), lr, weight_decay
         self.schedule, self.max_grad_norm, self.ema_decay = schedule, max_grad_norm, ema_decay
-        self.accumulate = int(accumulate)
+        self.accumulate = check_int(accumulate, 'accumulate')   # the Accelerator below takes it
         self.validate, self.val_every, self.patience = validate, val_every, patience
         self.out, self.every, self.settings = None if out is None else Path(out), every, settings or {}
         self.after_step, self.seed, self.desc, self.progress = tuple(after_step), seed, desc, progress
@@ -161,10 +161,14 @@ class Learner:
         self._check()
 
     def _check(self):
+        "Refuse, before any work, an option out of its range or a model with nothing to train, naming it."
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision: expected one of {list(PRECISIONS)}, got {self.mixed_precision!r}")
-        for k in ('steps', 'accumulate'):
-            if getattr(self, k) < 1: raise ValueError(f"{k}: expected an int >= 1, got {getattr(self, k)!r}")
+        check_number(self.lr, 'lr', above=True); check_number(self.weight_decay, 'weight_decay')
+        if self.max_grad_norm is not None: check_number(self.max_grad_norm, 'max_grad_norm', above=True)
+        if self.ema_decay is not None: check_number(self.ema_decay, 'ema_decay')
+        if self.patience is not None: check_int(self.patience, 'patience')
+        for k in ('val_every', 'every', 'seed'): check_int(getattr(self, k), k, 0)
         if not self.named_params(): raise ValueError("model: no trainable parameters (none has requires_grad)")
 
     def named_params(self) -> dict[str, torch.nn.Parameter]:

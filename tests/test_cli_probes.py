@@ -280,6 +280,7 @@ PROBES = [
     Probe('train --shots 2 --lr nan --out {d}/tr_o', ['--lr', 'nan']),
     Probe('train --shots 2 --lr 0 --out {d}/tr_p', ['--lr']),
     Probe('train --shots 2 --margin inf --out {d}/tr_q', ['--margin', 'inf']),
+    Probe('train --shots 2 --margin -1 --out {d}/tr_q2', ['--margin', '>= 0']),
     Probe('train --shots 2 --steps 3 --lr 1e30 --n-val 0 --val-every 0 --out {d}/tr_r ' + FAST, ['--lr', 'nan']),
     Probe('train --dataset winoground --shots 2 --out {d}/tr_i', ['--dataset', 'winoground']),
     Probe('train --dataset jsonl --path {d}/good.jsonl --shots 5 --out {d}/tr_j', ['--shots', 'k=5']),

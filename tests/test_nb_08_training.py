@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from discffusion.core import default_device, peak_memory
+from discffusion.core import check_int, check_number, default_device, peak_memory
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, subprocess, tempfile
 import matplotlib.pyplot as plt

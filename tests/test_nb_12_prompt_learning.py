@@ -3,21 +3,21 @@ from __future__ import annotations
 from discffusion.prompt_learning import *
 import json, time, warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
-from discffusion.core import check_device, default_device, reset_peak_memory
+from discffusion.core import check_device, check_int, check_number, default_device, reset_peak_memory
 from discffusion.scoring import DSDScorer, noise_bank
 from discffusion.hooks import record_cross_attention
 from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images
-from discffusion.training import Learner, checkpoints, checkpoint_step, cosine_schedule, settings_diff
+from discffusion.training import Learner, PRECISIONS, checkpoints, checkpoint_step, cosine_schedule, settings_diff
 from discffusion.adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from discffusion.adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 from fastcore.test import test_eq, test_close, test_fail
-import os, tempfile, warnings
+import math, os, tempfile, warnings
 import numpy as np
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display

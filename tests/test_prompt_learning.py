@@ -97,8 +97,9 @@ def test_prompt_only_training_saves_prompt_tokens_only():
 
 def test_early_stopping(data):
     train, _, val = data
-    # lr 0: validation never improves strictly, so training stops after `patience` validations
-    cfg = TrainConfig(targets='cross-kv', lr=0.0, steps=20, val_every=1, patience=2, batch_size=2)
+    # lr 1e-30 (0 is refused): the zero-initialised LoRA moves far below float32's resolution of the scores, so
+    # validation never improves strictly and training stops after `patience` validations
+    cfg = TrainConfig(targets='cross-kv', lr=1e-30, steps=20, val_every=1, patience=2, batch_size=2)
     res = fit(scorer(), train, val, cfg, progress=False)
     assert res['history']['step'] == [1, 2] and res['history']['val_step'] == [0, 1, 2]
 
