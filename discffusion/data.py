@@ -4,7 +4,8 @@
 
 # %% ../nbs/06_data.ipynb #3b6ffb0a
 from __future__ import annotations
-import csv, io, json, pickle, warnings
+import csv, io, json, pickle, re, warnings
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -18,9 +19,9 @@ __all__ = ['KINDS', 'COCO_PREFIXES', 'PARTS', 'OFFICIAL_FILES', 'COMVG_COLUMNS',
            'VQA_COLUMNS', 'TRAIN_SHARE', 'WINOGROUND_COLUMNS', 'MATCHING_TYPES', 'NEGATIVE_TYPES', 'TASK_SIZES',
            'SHAPES_TASKS', 'DATASETS', 'EXPORT_FORMATS', 'Crop', 'Record', 'open_image', 'image_path', 'Records',
            'need_file', 'read_csv', 'read_jsonl', 'check_types', 'coco_image', 'part_file', 'comvg_records',
-           'vqa_records', 'official_part', 'refcocog_records', 'winoground_group', 'winoground_records',
-           'matching_records', 'shapes_records', 'shapes_task_records', 'group_count', 'kshot_split', 'draw_shots',
-           'subsample', 'load_records', 'load_shots', 'export_task']
+           'vqa_records', 'official_part', 'text_key', 'ExpressionPool', 'refcocog_records', 'winoground_group',
+           'winoground_records', 'matching_records', 'shapes_records', 'shapes_task_records', 'group_count',
+           'kshot_split', 'draw_shots', 'subsample', 'load_records', 'load_shots', 'export_task']
 
 # %% ../nbs/06_data.ipynb #425084d3
 KINDS = ('image', 'text')
@@ -297,20 +298,39 @@ def _text_of(sentence: dict) -> str:
     "An expression's text: `raw` as the official code reads it, else the tokenised `sent`."
     return sentence.get('raw') or sentence.get('sent') or ''
 
-def _negatives(pool: list[tuple], image_id, n: int, rng: np.random.Generator) -> list[str]:
-    "`n` distinct expressions of `pool` [(image_id, text)] about other images than `image_id`, none of its own."
-    own = {t for i, t in pool if i == image_id}  # its expressions, the positive among them: a negative must not tie
-    others = list(dict.fromkeys(t for i, t in pool if i != image_id and t not in own))
-    if len(others) < n:
-        raise ValueError(f"n_negatives: only {len(others)} expressions about other images than image {image_id} "
-                         f"(and none of its own); need {n}")
-    return [others[i] for i in rng.choice(len(others), n, replace=False)]
-
 def official_part(items: list, split: str, share: float = TRAIN_SHARE) -> list:
     "The first `share` of `items` for 'train', the rest for 'test': the official RefCOCOg partition."
     if split not in PARTS: raise ValueError(f"split: expected one of {PARTS} (first {share:.0%} / rest), got {split!r}")
     cut = int(share * len(items))
     return items[:cut] if split == 'train' else items[cut:]
+
+# %% ../nbs/06_data.ipynb #0aff8298
+def text_key(text: str) -> str:
+    "A text as the negatives' tie check reads it: case, punctuation and spacing ignored ('A man.' is 'a man')."
+    return ' '.join(re.sub(r'[^\w\s]', ' ', text).casefold().split())
+
+def _nth_outside(k: int, skip: list[int]) -> int:
+    "The `k`-th position (from 0) that is not in the sorted positions `skip`."
+    for s in skip:
+        if s > k: break
+        k += 1
+    return k
+
+class ExpressionPool:
+    "Expressions [(image_id, text)], distinct by `text_key`, to draw an image's negatives from in time independent of their number."
+    def __init__(self, pool: list[tuple]):
+        first = {}
+        for _, t in pool: first.setdefault(text_key(t), t)   # each text as first spelt
+        self.texts, position, self.own = list(first.values()), {k: n for n, k in enumerate(first)}, defaultdict(set)
+        for i, t in pool: self.own[i].add(position[text_key(t)])   # its expressions, the positive among them
+
+    def negatives(self, image_id, n: int, rng: np.random.Generator) -> list[str]:
+        "`n` distinct texts about other images than `image_id`, none saying the same as one of its own."
+        skip = sorted(self.own[image_id]); count = len(self.texts) - len(skip)
+        if count < n:
+            raise ValueError(f"n_negatives: only {count} expressions about other images than image {image_id} "
+                             f"(and none of its own); need {n}")
+        return [self.texts[_nth_outside(int(k), skip)] for k in rng.choice(count, n, replace=False)]
 
 # %% ../nbs/06_data.ipynb #d25b19ae
 def refcocog_records(root, # the `refcocog` folder (refs pickle + instances.json), or the pickle itself
@@ -332,7 +352,8 @@ def refcocog_records(root, # the `refcocog` folder (refs pickle + instances.json
         which = f" of split {refs_split!r}" if refs_split else ''
         raise ValueError(f"RefCOCOg: no references{which} in {refs_path}")
     pairs = [(r, s) for r in refs for s in r['sentences']]
-    pool, images = [(r['image_id'], _text_of(s)) for r, s in pairs], need_file(image_root, 'RefCOCOg image_root')
+    pool = ExpressionPool([(r['image_id'], _text_of(s)) for r, s in pairs])
+    images = need_file(image_root, 'RefCOCOg image_root')
     rng, out = np.random.default_rng(seed), []
     for r, s in official_part(pairs, split):
         name = files.get(r['image_id'])
@@ -340,7 +361,7 @@ def refcocog_records(root, # the `refcocog` folder (refs pickle + instances.json
         if crop and not (isinstance(box := boxes.get(r['ann_id']), list) and len(box) == 4):
             raise ValueError(f"RefCOCOg: ref {r['ref_id']} has no box for annotation {r['ann_id']!r} in {inst_path}")
         query = Crop(path, tuple(boxes[r['ann_id']])) if crop else path
-        texts = [_text_of(s)] + _negatives(pool, r['image_id'], n_negatives, rng)
+        texts = [_text_of(s)] + pool.negatives(r['image_id'], n_negatives, rng)
         where = f"ref {r['ref_id']!r} of {refs_path.name}"
         out.append(Record(query, texts, 0, 'text', 'refcocog', str(r['image_id']), where))
     return _finish(out, 'RefCOCOg', skip_missing)
