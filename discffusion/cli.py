@@ -166,9 +166,10 @@ def finite_result(result: dict) -> dict:
 @contextmanager
 def one_line_warnings(args: argparse.Namespace):
     "Inside the block, each warning is one line, `discffusion <command>: warning: ...`, in the command line's words."
+    from tqdm import tqdm   # its `write` clears the open bars, prints the line, and draws them again below it
     def show(message, category, filename, lineno, file=None, line=None):
         words = in_flag_words(one_line(message), args)[0]
-        print(f'discffusion {args.command}: warning: {words}', file=file or sys.stderr)
+        tqdm.write(f'discffusion {args.command}: warning: {words}', file=file or sys.stderr)
     with warnings.catch_warnings():   # restores `warnings.showwarning` on leaving
         warnings.showwarning = show
         yield

@@ -74,6 +74,13 @@ def test_cell_3():
     with contextlib.redirect_stderr(err), one_line_warnings(argparse.Namespace(command='score', image=['a.png'])):
         warnings.warn("images[0]: mode 'I;16' rescaled\nfrom [0, 65535] to 8 bits")
     test_eq(err.getvalue(), "discffusion score: warning: --image: mode 'I;16' rescaled from [0, 65535] to 8 bits\n")
+    from tqdm import tqdm
+    err = io.StringIO()   # a warning while a bar is drawn starts a line of its own, not at the end of the bar's
+    with contextlib.redirect_stderr(err), one_line_warnings(argparse.Namespace(command='eval')):
+        with tqdm(total=3, desc='scoring', file=err) as bar:
+            warnings.warn('a text of the dataset: split into pieces'); bar.update()
+    before, after = err.getvalue().split('discffusion eval: warning: a text of the dataset: split into pieces\n')
+    assert before.startswith('\rscoring') and before.endswith('\r') and after.startswith('\rscoring'), (before, after)
 
 
 def test_cell_4():
