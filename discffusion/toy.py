@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
 from .training import Learner, cosine_schedule, checkpoints, settings_diff
+from .core import _quiet_loading
 from .clip import shapes_clip, pretrain_clip, save_shapes_clip
 try: from transformers.models.clip.tokenization_clip import bytes_to_unicode  # transformers 4
 except ImportError: from transformers.convert_slow_tokenizer import bytes_to_unicode  # transformers 5 keeps it here
@@ -210,11 +211,12 @@ def text_tower(clip) -> torch.nn.Module:
 # %% ../nbs/10_toy_model.ipynb #bf3e9adb
 def save_pipeline(out: str | Path, vae, text_encoder, tokenizer, unet, scheduler) -> Path:
     "Save a `StableDiffusionPipeline` folder (no safety checker) with safetensors weights."
-    from diffusers import StableDiffusionPipeline
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(out, safe_serialization=True)
+    with _quiet_loading():   # the pipeline's module imports image processors, whose backend notes are not ours
+        from diffusers import StableDiffusionPipeline
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                       scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe.save_pretrained(out, safe_serialization=True)
     return Path(out)
 
 # %% ../nbs/10_toy_model.ipynb #b8e16d32

@@ -298,6 +298,7 @@ PROBES = [
     Probe('score --image {d}/img.png --text x --device tpu ' + FAST, ['--device', 'tpu'], console=True),
     Probe('score --adapter {d}/adapter_trunc --image {d}/img.png --text x ' + FAST, ['--adapter'], console=True),
     Probe('eval --dataset csv --path {d}/array.jsonl --json ' + FAST, ['--path', 'array.jsonl'], console=True),
+    Probe('train-toy --quick --out {d}/toy_quiet', ok=lambda o: '[transformers]' not in o.err, console=True),
 ]
 
 def attempt(p: Probe, d) -> Outcome:
