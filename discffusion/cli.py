@@ -59,7 +59,8 @@ ALIASES = {  # names in library messages -> what the user typed, where they diff
     'train-toy': {'resume': '--out'}}
 SWITCHES = {'resume=False': {'train': '--overwrite', 'train-toy': '--restart'}, 'overwrite=True': '--overwrite',
             'skip_missing=True': '--skip-missing', 'lower the learning rate': 'lower --lr',
-            'try dtype=torch.float32': 'try --device cpu, which scores in float32'}
+            'try dtype=torch.float32': 'try --device cpu, which scores in float32',
+            "text_encoder='joint'": '--text-encoder joint', 'by save_adapter;': 'by `discffusion train`;'}
 
 def one_line(text) -> str:
     "`text` on one line: its lines joined by spaces."

@@ -29,6 +29,13 @@ def test_cell_0():
     test_eq(in_flag_words(said, train)[0], "--out: ad already holds an adapter; pass --overwrite to replace it")
     test_eq(in_flag_words("k: good has 1 examples; need k=5 shots", train)[0],
             "--shots: good has 1 examples; need k=5 shots")
+    toy = argparse.Namespace(command='train-toy', out='toy', text_layers=2)
+    said = "text_layers: the 'clip' recipe ... has 3 layers; got 2 (choose the depth with text_encoder='joint')"
+    test_eq(in_flag_words(said, toy)[0], "--text-layers: the 'clip' recipe ... has 3 layers; got 2 (choose the depth with "
+                                         "--text-encoder joint)")
+    said = "adapter: x has no adapter.json, so it was not written (or not finished) by save_adapter; a plain diffusers ..."
+    test_eq(in_flag_words(said, argparse.Namespace(command='eval', adapter='x'))[0],
+            "--adapter: x has no adapter.json, so it was not written (or not finished) by `discffusion train`; a plain diffusers ...")
     test_eq(one_line('first\n  second\n\n'), 'first second')
 
 
