@@ -20,8 +20,8 @@ __all__ = ['KINDS', 'COCO_PREFIXES', 'PARTS', 'OFFICIAL_FILES', 'COMVG_COLUMNS',
            'SHAPES_TASKS', 'DATASETS', 'EXPORT_FORMATS', 'Crop', 'Record', 'open_image', 'image_path', 'Records',
            'need_file', 'read_csv', 'read_jsonl', 'check_types', 'coco_image', 'part_file', 'comvg_records',
            'vqa_records', 'official_part', 'text_key', 'ExpressionPool', 'refcocog_records', 'winoground_group',
-           'winoground_records', 'matching_records', 'shapes_records', 'shapes_task_records', 'group_count',
-           'kshot_split', 'draw_shots', 'subsample', 'load_records', 'load_shots', 'export_task']
+           'winoground_records', 'matching_records', 'shapes_records', 'shapes_task_records', 'group_key',
+           'group_count', 'kshot_split', 'draw_shots', 'subsample', 'load_records', 'load_shots', 'export_task']
 
 # %% ../nbs/06_data.ipynb #425084d3
 KINDS = ('image', 'text')
@@ -522,16 +522,19 @@ def shapes_task_records(name: str, # a key of `SHAPES_TASKS`
     return Records(records, f'{name}-{split}')
 
 # %% ../nbs/06_data.ipynb #f2988a9c
-def _group_key(r: Record, i: int) -> str: return r.group if r.group is not None else f'#{i}'
+def group_key(r: Record, # a record
+              i: int) -> str: # its index among its records
+    "The example record `r` belongs to: its `group`, or its own index when it has none."
+    return r.group if r.group is not None else f'#{i}'
 
 def group_count(records) -> int:
     "How many examples (groups) `records` hold: a record without a group is an example of its own."
-    return len({_group_key(r, i) for i, r in enumerate(records)})
+    return len({group_key(r, i) for i, r in enumerate(records)})
 
 def _draw_groups(records, k: int, seed: int, per_subset: bool, leave: int) -> tuple[list, set]:
     "(group keys, the `k` seeded groups per subset, or in all, drawn), leaving at least `leave` groups of each subset."
     check_int(k, 'k')
-    keys, by_subset = [_group_key(r, i) for i, r in enumerate(records)], {}
+    keys, by_subset = [group_key(r, i) for i, r in enumerate(records)], {}
     for key, r in zip(keys, records): by_subset.setdefault(r.subset if per_subset else 'all', []).append(key)
     rng, chosen, name = np.random.default_rng(seed), set(), getattr(records, 'name', '') or 'the records'
     if not by_subset: raise ValueError(f"records: {name} holds no examples to draw k={k} from")
@@ -570,10 +573,10 @@ def _check_limit(limit):
 def subsample(records, limit: int | None, seed: int = 0) -> Records:
     "A seeded random sample of `limit` groups of `records`, in their original order (all when None)."
     _check_limit(limit)  # before anything: `limit=0` is an error even for a set it would not cut
-    keys = list(dict.fromkeys(_group_key(r, i) for i, r in enumerate(records)))
+    keys = list(dict.fromkeys(group_key(r, i) for i, r in enumerate(records)))
     if limit is None or limit >= len(keys): return records
     keep = {keys[i] for i in np.random.default_rng(seed).choice(len(keys), limit, replace=False)}
-    kept = [r for i, r in enumerate(records) if _group_key(r, i) in keep]
+    kept = [r for i, r in enumerate(records) if group_key(r, i) in keep]
     return Records(kept, getattr(records, 'name', ''), getattr(records, 'skipped', 0))
 
 # %% ../nbs/06_data.ipynb #674ad809

@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import default_device, embedded_model_path, _quiet_loading
-from .data import Record, Records, open_image, load_records
+from .data import Record, Records, open_image, load_records, group_key
 from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 from .scoring import branch_rows, image_count, warn_truncated
 
@@ -111,7 +111,7 @@ def gather_outputs(outputs: list[dict]) -> list[dict]:
 def _groups(records) -> list[list[int]]:
     "Record indices, those of one group together, in order of first appearance."
     out = {}
-    for i, r in enumerate(records): out.setdefault(r.group if r.group is not None else f'#{i}', []).append(i)
+    for i, r in enumerate(records): out.setdefault(group_key(r, i), []).append(i)
     return list(out.values())
 
 def score_records(scorer, records, # any `score(images, texts)` scorer; a list of `Record`s
