@@ -302,7 +302,7 @@ def score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=Non
     cond = cond.view(T, n, len(ctx))
     if not self.normalize: return (-cond).mean(0).T.contiguous().float().cpu()
     uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)
-    base = uncond_errors(self.unet, zt, timesteps, uncond, target, self.batch_size)  # [T, n_img]
+    base = uncond_errors(self.unet, zt, timesteps, uncond, target, self.batch_size, self.progress)  # [T, n_img]
     return (base[..., None] - cond).mean(0).T.contiguous().float().cpu()
 
 @patch

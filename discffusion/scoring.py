@@ -188,10 +188,12 @@ def uncond_errors(unet, # the UNet
                   uncond: torch.Tensor, # [1, S, D], the embedding of ""
                   target: torch.Tensor, # [T, n_img, C, H, W], what the UNet should predict
                   batch_size: int, # rows per UNet call
+                  progress: bool | None = None, # tqdm bar; None: only for long jobs
                  ) -> torch.Tensor:
     "||target - eps_hat(z_t, '')|| for every (timestep, image): `[T, n_img]`, the denoising term's baseline."
     T, n = zt.shape[:2]
-    _, err = branch_rows(unet, zt, timesteps, branch_index(T, n), uncond, target=target, batch_size=batch_size)
+    _, err = branch_rows(unet, zt, timesteps, branch_index(T, n), uncond, target=target, batch_size=batch_size,
+                         progress=progress, desc='unconditional')
     return err.view(T, n)
 
 

@@ -14,7 +14,7 @@ from discffusion.data import Record, Records, open_image, load_records, group_ke
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
 from discffusion.scoring import branch_rows, image_count, warn_truncated
 from fastcore.test import test_eq, test_close, test_fail
-import contextlib, io, tempfile, time, warnings
+import contextlib, io, re, tempfile, time, warnings
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from diffusers import UNet2DConditionModel, DDPMScheduler
@@ -54,3 +54,9 @@ def test_cell_0():
     with contextlib.redirect_stderr(err := io.StringIO()):  # a long job (one row per UNet call): its bar says what it runs
         DenoisingScorer(unet, sched, **(kw | dict(batch_size=1))).score_latents(lat, txt, uncond_embedding=unc)
     assert 'denoising:' in err.getvalue() and 'DSD:' not in err.getvalue()
+    five = torch.randn(5, 4, 8, 8)   # 10 unconditional rows: a long job of its own
+    for progress, bars in ((True, ['denoising', 'unconditional']), (False, [])):   # `progress` rules both branches
+        with contextlib.redirect_stderr(err := io.StringIO()):
+            DenoisingScorer(unet, sched, **(kw | dict(batch_size=1, progress=progress))).score_latents(five, txt,
+                                                                                                       uncond_embedding=unc)
+        test_eq(re.findall(r'\r(\w+):   0%', err.getvalue()), bars)
