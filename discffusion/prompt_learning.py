@@ -16,7 +16,7 @@ from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from .evaluation import evaluate, build_scorer, image_key, distinct_images
-from .training import Learner, PRECISIONS, checkpoints, checkpoint_step, cosine_schedule, settings_diff
+from .training import Learner, PRECISIONS, checkpoints, check_checkpoint, cosine_schedule
 from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
@@ -277,18 +277,12 @@ def _learner(scorer, groups, val, cfg, prompt, out, rec, progress) -> Learner:
 
 # %% ../nbs/12_prompt_learning.ipynb #6f66f7a2
 def _check_resumable(learn: Learner, out: Path):
-    "A one-line error when the last checkpoint in `out` was written with other settings (naming them) or past `steps`."
-    last = checkpoints(out)[-1]
-    saved = json.loads((last/'settings.json').read_text()) if (last/'settings.json').is_file() else {}
-    now = json.loads(json.dumps(learn.run_settings(), sort_keys=True))
-    said, at = settings_diff(saved, now, {'params': 'the trained parameters'}), checkpoint_step(last)
-    if not said and at <= learn.steps: return   # at `steps`: a finished run, its adapter saved again as it was
-    held = f"; {out} already holds an adapter from that run" if check_adapter_folder(out, overwrite=True) else ''
-    afresh = "pass overwrite=True (CLI: --overwrite) to start afresh there, or choose another folder"
-    if not said:
-        raise ValueError(f"resume: the checkpoint in {out} is at step {at}, past the {learn.steps} steps asked "
-                         f"for{held}; ask for {at} steps or more to continue it, or {afresh}")
-    raise ValueError(f"resume: the checkpoint in {out} was written with other settings: {said}{held}; {afresh}")
+    "`check_checkpoint` on the last checkpoint in `out`, its error naming an adapter's way out (`overwrite`)."
+    held = check_adapter_folder(out, overwrite=True)   # a finished run: its adapter is saved again as it was
+    check_checkpoint(checkpoints(out)[-1], learn.run_settings(), learn.steps,
+                     "pass overwrite=True (CLI: --overwrite) to start afresh there"
+                     + (" (it already holds an adapter from that run, which would be replaced)" if held else "")
+                     + ", or choose another folder")
 
 def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateGroup`s already encoded
         val: list[Record] | None = None, # held-out training records: validation keeps the best state (None: none)

@@ -13,7 +13,8 @@ from .core import check_int, check_number, default_device, peak_memory
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'cosine_schedule', 'constant_schedule', 'progress_bar', 'GeneratorState', 'TrainState', 'TrainedWeights',
-           'checkpoints', 'settings_diff', 'checkpoint_step', 'save_checkpoint', 'load_checkpoint', 'Learner']
+           'checkpoints', 'settings_diff', 'checkpoint_step', 'save_checkpoint', 'check_checkpoint', 'load_checkpoint',
+           'Learner']
 
 # %% ../nbs/08_training.ipynb #4f1cd4b8
 def cosine_schedule(warmup: int = 0, # linear warm-up steps
@@ -108,17 +109,22 @@ def save_checkpoint(accelerator, root: str | Path, step: int, settings: dict, ke
     accelerator.wait_for_everyone()
     return final
 
-def load_checkpoint(accelerator, folder: Path, settings: dict,
-                    steps: int | None = None): # the steps asked for: a checkpoint past them is refused (None: any)
-    "`accelerator.load_state` from `folder`, refusing one written with other `settings` or past `steps`."
+def check_checkpoint(folder: Path, settings: dict, # a checkpoint folder, and this run's settings
+                     steps: int | None = None, # the steps asked for: a checkpoint past them is refused (None: any)
+                     way_out: str = 'pass resume=False to start afresh, or another folder'): # the remedy the error names
+    "A one-line error for a checkpoint written with other `settings` (naming what differs) or past `steps`."
     saved = json.loads((folder/'settings.json').read_text()) if (folder/'settings.json').exists() else None
     if saved != (now := json.loads(json.dumps(settings, sort_keys=True))):
         said = settings_diff(saved or {}, now, {'params': 'the trained parameters'}) or 'none saved'
-        raise ValueError(f"resume: {folder} was written with other settings ({said}); pass resume=False or another "
-                         "folder")
+        raise ValueError(f"resume: {folder} was written with other settings ({said}); {way_out}")
     if steps is not None and (at := checkpoint_step(folder)) > steps:
         raise ValueError(f"resume: {folder} is at step {at}, past the {steps} steps asked for; ask for {at} steps or "
-                         "more to continue it, or pass resume=False to start afresh, or another folder")
+                         f"more to continue it, or {way_out}")
+
+def load_checkpoint(accelerator, folder: Path, settings: dict,
+                    steps: int | None = None): # the steps asked for: a checkpoint past them is refused (None: any)
+    "`accelerator.load_state` from `folder`, once `check_checkpoint` accepts it."
+    check_checkpoint(folder, settings, steps)
     try: accelerator.load_state(str(folder))
     except Exception as e:
         raise ValueError(f"resume: cannot read the checkpoint {folder} ({type(e).__name__}); "

@@ -13,7 +13,7 @@ from discffusion.scoring import DSDScorer, noise_bank
 from discffusion.hooks import record_cross_attention
 from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images
-from discffusion.training import Learner, PRECISIONS, checkpoints, checkpoint_step, cosine_schedule, settings_diff
+from discffusion.training import Learner, PRECISIONS, checkpoints, check_checkpoint, cosine_schedule
 from discffusion.adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from discffusion.adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 from fastcore.test import test_eq, test_close, test_fail
@@ -124,7 +124,8 @@ def test_cell_4():
         kw = dict(dataset='shapes-comvg', shots=2, n_val=0, targets='prompt', batch_size=2, loss='ce', progress=False)
         info = lambda steps: json.loads((train_adapter(Path(d)/'a', steps=steps, **kw)/INFO_FILE).read_text())
         first = info(3)
-        test_fail(lambda: info(2), contains=f"the checkpoint in {Path(d)/'a'} is at step 3, past the 2 steps asked for")
+        test_fail(lambda: info(2), contains=f"resume: {Path(d)/'a'/'step-000003'} is at step 3, past the 2 steps asked "
+                                            "for; ask for 3 steps or more to continue it, or pass overwrite=True")
         test_eq(json.loads((Path(d)/'a'/INFO_FILE).read_text()), first)             # the 3-step adapter, untouched
         test_eq((first['history']['step'], first['resumed_from']), ([1, 2, 3], 0))
         test_eq(first['seconds_per_step'], first['seconds'] / 3)
