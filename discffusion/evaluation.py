@@ -18,11 +18,11 @@ from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_e
 from .scoring import branch_rows, image_count, warn_truncated
 
 # %% auto #0
-__all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'bootstrap_ci', 'image_key', 'distinct_images',
-           'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics', 'subset_metrics',
-           'summarize', 'evaluate', 'format_results', 'print_results', 'plot_results', 'DenoisingScorer',
-           'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder', 'build_scorer', 'both_directions',
-           'dataset_records', 'run_eval']
+__all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'hits_at', 'bootstrap_ci', 'image_key',
+           'distinct_images', 'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics',
+           'subset_metrics', 'summarize', 'evaluate', 'format_results', 'print_results', 'plot_results',
+           'DenoisingScorer', 'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder', 'build_scorer',
+           'both_directions', 'dataset_records', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
 def hit_at(scores, # the candidates' scores
@@ -39,15 +39,32 @@ def wins(scores, label: int) -> bool:
     s = torch.as_tensor(scores, dtype=torch.float64)
     return bool((s[label] > torch.cat([s[:label], s[label + 1:]])).all())
 
+# %% ../nbs/07_evaluation.ipynb #dba0773a
+def hits_at(outputs: list[dict], # `score_records`' outputs: each with its `scores` and `label`
+            k: int = 1) -> np.ndarray:
+    "`hit_at` of every output, `[len(outputs)]`, in one array computation (ragged candidate lists padded with -inf)."
+    sizes = np.array([len(o['scores']) for o in outputs])
+    s, labels = np.full((len(outputs), sizes.max()), -np.inf), [o['label'] for o in outputs]
+    real = np.arange(s.shape[1]) < sizes[:, None]
+    s[real] = np.concatenate([np.asarray(o['scores'], dtype=float) for o in outputs])
+    if not np.isfinite(s[real]).all():
+        bad = next(o['scores'] for o in outputs if not np.isfinite(np.asarray(o['scores'], dtype=float)).all())
+        raise ValueError(f"scores: contain NaN or Inf: {list(bad)}")
+    right = s[np.arange(len(s)), labels][:, None]
+    higher, ties = (s > right).sum(1), (s == right).sum(1) - 1
+    return np.clip((k - higher) / (ties + 1), 0.0, 1.0)
+
 # %% ../nbs/07_evaluation.ipynb #6996fdee
-def _boot_means(v: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def _boot_means(v: np.ndarray, n_boot: int, rng: np.random.Generator,
+                piece: int = 16) -> np.ndarray: # resamples held in memory at once
     "Means of `n_boot` resamples of `v`: of its records (1-D), or of its runs and then its records (2-D)."
     out = []
-    for a in range(0, n_boot, 256):
+    for a in range(0, n_boot, 256):   # blocks of 256 resamples: the runs of a block are drawn before its records
         m = min(256, n_boot - a)
-        if v.ndim == 1: out.append(v[rng.integers(0, len(v), size=(m, len(v)))].mean(1)); continue
-        runs, recs = rng.integers(0, len(v), size=(m, len(v))), rng.integers(0, v.shape[1], size=(m, v.shape[1]))
-        out.append(v[runs[:, :, None], recs[:, None, :]].mean((1, 2)))
+        runs = rng.integers(0, len(v), size=(m, len(v))) if v.ndim == 2 else None
+        for b in range(0, m, piece):
+            recs = rng.integers(0, v.shape[-1], size=(min(piece, m - b), v.shape[-1]))
+            out.append(v[recs].mean(1) if runs is None else v[runs[b:b + piece, :, None], recs[:, None, :]].mean((1, 2)))
     return np.concatenate(out)
 
 def bootstrap_ci(values, # per-record values (0/1 hits, or fractions), or [runs, records] (e.g. seeds x examples)
@@ -158,28 +175,34 @@ def winoground_metrics(outputs, n_boot: int = 1000, seed: int = 0) -> dict:
 def subset_metrics(outputs, ks=(1, 5), n_boot: int = 1000, seed: int = 0) -> dict:
     "Accuracy with its interval, `n`, R@k where it applies, Winoground scores where they apply; runs averaged."
     runs = _runs(outputs)
-    hits = np.array([[hit_at(o['scores'], o['label']) for o in r] for r in runs])
+    hits = np.stack([hits_at(r) for r in runs])
     lo, hi = bootstrap_ci(hits, n_boot, seed)
     out = {'accuracy': float(hits.mean()), 'ci_low': lo, 'ci_high': hi, 'n': hits.shape[1]}
     if len(runs) > 1: out['runs'] = len(runs)
     n_cand = max(len(o['scores']) for o in runs[0])
     for k in (ks if n_cand > 2 else []):
-        if k < n_cand: out[f'R@{k}'] = float(np.mean([hit_at(o['scores'], o['label'], k) for r in runs for o in r]))
+        if k < n_cand: out[f'R@{k}'] = float(np.concatenate([hits_at(r, k) for r in runs]).mean())
     return out | winoground_metrics(runs, n_boot, seed)
 
 DIRECTIONS = {'text': 'image→text', 'image': 'text→image'} # the row of each kind of record, when a set has both
+
+def _positions(outputs: list[dict], key: str) -> dict[str, list[int]]:
+    "`{value: positions}` of the outputs' `key` (a subset, a kind), values in order of first appearance: one pass."
+    out = {}
+    for i, o in enumerate(outputs): out.setdefault(o[key], []).append(i)
+    return out
 
 def summarize(outputs, # `score_records`' outputs, or a list of runs of them (the same records)
               ks=(1, 5), n_boot: int = 1000, seed: int = 0) -> dict:
     "`{subset: metrics, ..., 'all': metrics}`, plus a row per direction when records go both ways in separate groups."
     runs = _runs(outputs)
     if not runs[0]: raise ValueError("records: nothing to evaluate (0 records)")
-    part = lambda keep: [[o for o in r if keep(o)] for r in runs]
-    subsets = list(dict.fromkeys(o['subset'] for o in runs[0] if o['subset'] != 'all'))
-    res = {s: subset_metrics(part(lambda o: o['subset'] == s), ks, n_boot, seed) for s in subsets}
-    kinds = list(dict.fromkeys(o['kind'] for o in runs[0]))
+    part = lambda at: [[r[i] for i in at] for r in runs]   # the runs hold the same records in the same order
+    subsets = {s: at for s, at in _positions(runs[0], 'subset').items() if s != 'all'}
+    res = {s: subset_metrics(part(at), ks, n_boot, seed) for s, at in subsets.items()}
+    kinds = _positions(runs[0], 'kind')
     if len(kinds) > 1 and not winoground_metrics(runs[0], n_boot=0):  # Winoground reports its directions as scores
-        res |= {DIRECTIONS[k]: subset_metrics(part(lambda o: o['kind'] == k), ks, n_boot, seed) for k in kinds}
+        res |= {DIRECTIONS[k]: subset_metrics(part(at), ks, n_boot, seed) for k, at in kinds.items()}
     return res | {'all': subset_metrics(runs, ks, n_boot, seed)}
 
 # %% ../nbs/07_evaluation.ipynb #c170ffa8
