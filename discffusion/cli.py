@@ -422,28 +422,28 @@ def _size(n) -> str:
     "Bytes as MiB or GiB ('unknown' for None)."
     return 'unknown' if n is None else f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.0f} MiB'
 
-def check_training_part(args):
-    "Read the shots of `--dataset` from `--path`/`--images` before the model loads; an error names the flag at fault."
+def check_training_part(args) -> tuple | None:
+    "(shots, validation) of `--dataset` read before the model loads, an error naming the flag; None for shapes tasks."
     from discffusion.prompt_learning import task_shots
     refuse_unread(args)
-    if args.dataset.startswith('shapes'): return   # generated: nothing of the user's to read
+    if args.dataset.startswith('shapes'): return None   # generated: nothing of the user's to read
     n_val = {} if args.n_val is None else {'n_val': args.n_val}
-    with blame(args, '--path'):   # `train_adapter` reads them again: a file's rows, not its images
-        task_shots(args.dataset, args.shots, args.path, args.images, args.seed, contrast=args.contrast,
-                   skip_missing=args.skip_missing, **n_val)
+    with blame(args, '--path'):   # read once: `train_adapter` trains on what is drawn here
+        return task_shots(args.dataset, args.shots, args.path, args.images, args.seed, contrast=args.contrast,
+                          skip_missing=args.skip_missing, **n_val)
 
 def cmd_train(args) -> Path:
     "Few-shot train an adapter on K shots of a dataset's training part, save it to `--out`; print step time and memory."
     from discffusion.prompt_learning import train_adapter
     from discffusion.adapters import read_adapter_info
-    check_training_part(args)
+    drawn = check_training_part(args)
     opts = dict(targets=args.targets, steps=args.steps, preset=args.preset, timesteps=args.timesteps, lr=args.lr,
                 rank=args.rank, loss=args.loss, margin=args.margin, contrast=args.contrast, n_val=args.n_val,
                 val_every=args.val_every, batch_size=args.batch_size, accumulate=args.accumulate,
                 mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing or None)
     out = train_adapter(args.out, args.dataset, args.shots, path=args.path, images=args.images, seed=args.seed,
                         model=args.model, device=args.device, overwrite=args.overwrite, skip_missing=args.skip_missing,
-                        **{k: v for k, v in opts.items() if v is not None})
+                        drawn=drawn, **{k: v for k, v in opts.items() if v is not None})
     info = read_adapter_info(out)
     if os.environ.get('RANK', '0') == '0':   # one report under `accelerate launch`
         print(f"saved the adapter to {out}: {len(info['history']['step'])} steps in {info['seconds']:.0f}s "

@@ -187,8 +187,11 @@ def write_refcocog(folder, n=100):
     return folder, folder/'coco'
 
 
-def test_train_and_eval_on_every_dataset(tmp_path):
+def test_train_and_eval_on_every_dataset(tmp_path, monkeypatch):
     "The same commands on a ComVG-format CSV, VQA-format CSVs, RefCOCOg files, a user's JSONL and the shapes tasks."
+    import discffusion.prompt_learning as pl
+    reads, read = [], pl._training_part   # `train` reads a training part once (the CLI's check is what it trains on)
+    monkeypatch.setattr(pl, '_training_part', lambda *a, **kw: reads.append(a[0]) or read(*a, **kw))
     for part in ('train', 'test'):
         export_task('shapes-comvg', tmp_path/'comvg', split=part, n=8, fmt='comvg')
         export_task('shapes-vqa', tmp_path/'vqa', split=part, n=8, fmt='vqa')
@@ -203,6 +206,7 @@ def test_train_and_eval_on_every_dataset(tmp_path):
         code, printed, err = cli('train', '--dataset', dataset, *where, '--shots', 2, '--steps', 1, '--batch-size', 2,
                                  '--timesteps', 500, '--n-val', 2, '--val-every', 1, '--out', out, '--device', 'cpu')
         assert code == 0, (dataset, err)
+        assert reads == [dataset], reads; reads.clear()
         assert 's/step' in printed and 'peak memory' in printed, printed
         info = json.loads((out/'adapter.json').read_text())
         assert info['dataset'] == dataset and info['scorer']['timesteps'] == [500] and info['shots'] == 2
