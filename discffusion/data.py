@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_data.ipynb #3b6ffb0a
 from __future__ import annotations
-import csv, io, json, pickle, re, warnings
+import csv, functools, io, json, pickle, re, warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,13 +233,13 @@ def comvg_records(csv_path, # the ComVG CSV, or the folder holding the official 
 # %% ../nbs/06_data.ipynb #b85b3e8e
 VQA_COLUMNS = ['sentence', 'pos_image_id'] + [f'neg_sentence_{i}' for i in range(1, 10)]
 
-def _vqa_record(row: dict, line: int, root: Path, prefix: str, name: str) -> Record:
+def _vqa_record(row: dict, line: int, image_of, name: str) -> Record: # `image_of(id)`: the COCO image file
     "One VQAv2 row as an image-to-text record."
     if empty := [c for c in VQA_COLUMNS if not row[c]]: raise ValueError(f"VQA CSV {name} line {line}: empty {empty}")
     if not (row['pos_image_id'].isascii() and row['pos_image_id'].isdigit()):
         raise ValueError(f"VQA CSV {name} line {line}: pos_image_id {row['pos_image_id']!r} is not a COCO image id")
     texts = [row['sentence']] + [row[f'neg_sentence_{i}'] for i in range(1, 10)]
-    return Record(coco_image(root, row['pos_image_id'], prefix), texts, 0, 'text', 'vqa', id=f'VQA {name} line {line}')
+    return Record(image_of(row['pos_image_id']), texts, 0, 'text', 'vqa', id=f'VQA {name} line {line}')
 
 def vqa_records(csv_path, # the VQAv2-as-matching CSV, or the folder holding the official files
                 image_root, # folder of COCO images (see `coco_image` for the names accepted)
@@ -250,7 +250,8 @@ def vqa_records(csv_path, # the VQAv2-as-matching CSV, or the folder holding the
     path = part_file(csv_path, 'vqa', split, 'VQA CSV')
     rows, root = read_csv(path, VQA_COLUMNS, 'VQA CSV'), need_file(image_root, 'VQA image_root')
     prefix = prefix or COCO_PREFIXES[PARTS.index(split)]
-    return _finish([_vqa_record(r, i, root, prefix, path.name) for i, r in rows], 'VQA', skip_missing)
+    image_of = functools.cache(lambda image_id: coco_image(root, image_id, prefix))   # questions share images
+    return _finish([_vqa_record(r, i, image_of, path.name) for i, r in rows], 'VQA', skip_missing)
 
 # %% ../nbs/06_data.ipynb #8c73c7ea
 def _load_refs(path: Path) -> list[dict]:
