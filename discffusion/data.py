@@ -447,6 +447,12 @@ def _given(row: dict, key: str, default: str) -> str:
 
 MATCHING_TYPES = dict(image=str, text=str, negatives=[str], negative_images=[str], subset=(str, int), id=(str, int))
 
+def _warn_unread(rows: list[tuple[int, dict]], name: str):
+    "One warning naming the columns (keys) of a matching file that no record reads: a misspelt one is not lost silently."
+    unread = sorted({k for _, r in rows for k in r if k not in MATCHING_TYPES and not k.startswith('negative')})
+    if unread: warnings.warn(f"path: {name} has columns {unread} that are not read; expected image, text, "
+                             "negative_* and negative_image_* (or the lists negatives, negative_images), subset, id")
+
 def _user_records(row: dict, where: str, root: Path) -> list[Record]:
     "The records of one row of the generic format."
     numbered = {k: str for k in row if k.startswith('negative') and k not in MATCHING_TYPES}  # negative_1, … in JSON
@@ -470,6 +476,7 @@ def matching_records(path, # a .csv or .jsonl file of `image, text, negatives…
     elif path.suffix.lower() == '.csv': rows = read_csv(path, ['image', 'text'], 'matching CSV')
     else: raise ValueError(f"path: expected a .csv or .jsonl file, got {path}")
     records = [rec for i, r in rows for rec in _user_records(r, f'line {i} of {path.name}', root)]
+    _warn_unread(rows, path.name)
     return _finish(records, path.stem, skip_missing)
 
 # %% ../nbs/06_data.ipynb #9d14b6a2
