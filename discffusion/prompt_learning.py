@@ -277,12 +277,11 @@ def _learner(scorer, groups, val, cfg, prompt, out, rec, progress) -> Learner:
 
 # %% ../nbs/12_prompt_learning.ipynb #6f66f7a2
 def _check_resumable(learn: Learner, out: Path):
-    "`check_checkpoint` on the last checkpoint in `out`, its error naming an adapter's way out (`overwrite`)."
-    held = check_adapter_folder(out, overwrite=True)   # a finished run: its adapter is saved again as it was
-    check_checkpoint(checkpoints(out)[-1], learn.run_settings(), learn.steps,
-                     "pass overwrite=True (CLI: --overwrite) to start afresh there"
-                     + (" (it already holds an adapter from that run, which would be replaced)" if held else "")
-                     + ", or choose another folder")
+    "`check_checkpoint` on the last checkpoint in `out`, named by `out` (the folder given), with an adapter's way out."
+    held = ", replacing the adapter it already holds from that run" if check_adapter_folder(out, overwrite=True) else ''
+    check_checkpoint(checkpoints(out)[-1], learn.run_settings(), learn.steps, name=f"the checkpoint in {out}",
+                     way_out=f"pass overwrite=True (CLI: --overwrite) to start afresh in {out}{held}, or choose "
+                             "another folder")
 
 def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateGroup`s already encoded
         val: list[Record] | None = None, # held-out training records: validation keeps the best state (None: none)

@@ -50,7 +50,8 @@ def test_cell_1():
         resumed = run(d)
         assert torch.equal(resumed.weight, ref.weight) and torch.equal(resumed.bias, ref.bias)
         test_eq([p.name for p in checkpoints(d)], ['step-000020'])
-        test_fail(lambda: run(d, lr=0.01), contains=f"resume: {d}/step-000020 was written with other settings (")
+        test_fail(lambda: run(d, lr=0.01),
+                  contains=f"resume: {d}/step-000020 was written with other settings: lr=0.05 (now 0.01)")
         (Path(d)/'step-000020'/'custom_checkpoint_0.pkl').write_bytes(b'damaged')
         test_fail(lambda: run(d), contains=f"resume: cannot read the checkpoint {d}/step-000020")
         assert torch.equal(run(d, resume=False).weight, ref.weight)  # resume=False starts over

@@ -124,8 +124,8 @@ def test_cell_4():
         kw = dict(dataset='shapes-comvg', shots=2, n_val=0, targets='prompt', batch_size=2, loss='ce', progress=False)
         info = lambda steps: json.loads((train_adapter(Path(d)/'a', steps=steps, **kw)/INFO_FILE).read_text())
         first = info(3)
-        test_fail(lambda: info(2), contains=f"resume: {Path(d)/'a'/'step-000003'} is at step 3, past the 2 steps asked "
-                                            "for; ask for 3 steps or more to continue it, or pass overwrite=True")
+        test_fail(lambda: info(2), contains=f"resume: the checkpoint in {Path(d)/'a'} is at step 3, past the 2 steps "
+                                            "asked for; ask for 3 steps or more to continue it, or pass overwrite=True")
         test_eq(json.loads((Path(d)/'a'/INFO_FILE).read_text()), first)             # the 3-step adapter, untouched
         test_eq((first['history']['step'], first['resumed_from']), ([1, 2, 3], 0))
         test_eq(first['seconds_per_step'], first['seconds'] / 3)
@@ -141,7 +141,7 @@ def test_cell_5():
     with tempfile.TemporaryDirectory() as d:
         kw = dict(dataset='shapes-comvg', shots=2, steps=1, n_val=0, batch_size=2, progress=False)
         out = train_adapter(Path(d)/'adapter', targets='prompt', **kw)
-        test_fail(lambda: train_adapter(out, targets='cross-kv', **kw), contains='already holds an adapter')
+        test_fail(lambda: train_adapter(out, targets='cross-kv', **kw), contains='replacing the adapter it already holds')
         drawn = task_shots('shapes-comvg', 2, n_val=0)   # shots drawn beforehand (the CLI's way) must be the K asked for
         test_fail(lambda: train_adapter(out, 'shapes-comvg', shots=3, drawn=drawn), contains='drawn: holds 2 shots, not 3')
         test_eq(json.loads((out/INFO_FILE).read_text())['prompt_tokens'], 4)      # untouched by the refusal
