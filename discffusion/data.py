@@ -318,7 +318,7 @@ def _nth_outside(k: int, skip: list[int]) -> int:
     return k
 
 class ExpressionPool:
-    "Expressions [(image_id, text)], distinct by `text_key`, to draw an image's negatives from in time independent of their number."
+    "Expressions [(image_id, text)], distinct by `text_key`: an image's negatives drawn in time independent of their number."
     def __init__(self, pool: list[tuple]):
         first = {}
         for _, t in pool: first.setdefault(text_key(t), t)   # each text as first spelt
