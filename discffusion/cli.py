@@ -443,7 +443,7 @@ def cmd_train(args) -> Path:
                 mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing or None)
     out = train_adapter(args.out, args.dataset, args.shots, path=args.path, images=args.images, seed=args.seed,
                         model=args.model, device=args.device, overwrite=args.overwrite, skip_missing=args.skip_missing,
-                        drawn=drawn, **{k: v for k, v in opts.items() if v is not None})
+                        _drawn=drawn, **{k: v for k, v in opts.items() if v is not None})
     info = read_adapter_info(out)
     if os.environ.get('RANK', '0') == '0':   # one report under `accelerate launch`
         print(f"saved the adapter to {out}: {len(info['history']['step'])} steps in {info['seconds']:.0f}s "

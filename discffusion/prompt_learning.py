@@ -404,14 +404,14 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
                   resume: bool = True, progress: bool = True,
                   overwrite: bool = False, # start afresh in an `out` that holds another adapter (CLI: --overwrite)
                   skip_missing: bool = False, data: dict | None = None, # reader options (shapes `n`, refcocog `crop`)
-                  drawn: tuple | None = None, # (shots, validation) `task_shots` already drew with these arguments
+                  _drawn: tuple | None = None, # internal (the CLI's): (shots, validation) `task_shots` drew with these
                   **options) -> Path: # `TrainConfig` fields (targets, steps, lr, loss, batch_size, ...)
     "Few-shot train an adapter on K shots of `dataset`'s training part, validated on held-out training examples."
     if scorer not in ('dsd', 'denoise'): raise ValueError(f"scorer: expected 'dsd' or 'denoise', got {scorer!r}")
     cfg = TrainConfig(**(dict(seed=seed) | options))   # bad options fail before anything loads
-    train, val = drawn or task_shots(dataset, shots, path, images, seed, n_val, contrast, skip_missing=skip_missing,
-                                     **(data or {}))
-    if drawn and group_count(train) != shots: raise ValueError(f"drawn: holds {group_count(train)} shots, not {shots}")
+    train, val = _drawn or task_shots(dataset, shots, path, images, seed, n_val, contrast, skip_missing=skip_missing,
+                                      **(data or {}))   # `_drawn` is trusted: the run below records these arguments
+    if _drawn and group_count(train) != shots: raise ValueError(f"_drawn: holds {group_count(train)} shots, not {shots}")
     device = process_device(device)
     opts = dict(timesteps=list(timesteps) if isinstance(timesteps, tuple) else timesteps, batch_size=score_batch_size)
     if scorer == 'dsd': opts['preset'] = preset   # the denoising scorer has no preset

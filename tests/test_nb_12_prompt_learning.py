@@ -143,7 +143,7 @@ def test_cell_5():
         out = train_adapter(Path(d)/'adapter', targets='prompt', **kw)
         test_fail(lambda: train_adapter(out, targets='cross-kv', **kw), contains='replacing the adapter it already holds')
         drawn = task_shots('shapes-comvg', 2, n_val=0)   # shots drawn beforehand (the CLI's way) must be the K asked for
-        test_fail(lambda: train_adapter(out, 'shapes-comvg', shots=3, drawn=drawn), contains='drawn: holds 2 shots, not 3')
+        test_fail(lambda: train_adapter(out, 'shapes-comvg', shots=3, _drawn=drawn), contains='_drawn: holds 2 shots, not 3')
         test_eq(json.loads((out/INFO_FILE).read_text())['prompt_tokens'], 4)      # untouched by the refusal
         train_adapter(out, targets='cross-kv', overwrite=True, **kw)
         assert (out/LORA_FILE).is_file() and not (out/PROMPT_FILE).exists()
