@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
 from .training import Learner, cosine_schedule, checkpoints, settings_diff
-from .core import _quiet_loading
+from .core import _quiet_loading, check_int, check_number
 from .clip import shapes_clip, pretrain_clip, save_shapes_clip
 try: from transformers.models.clip.tokenization_clip import bytes_to_unicode  # transformers 4
 except ImportError: from transformers.convert_slow_tokenizer import bytes_to_unicode  # transformers 5 keeps it here
@@ -258,6 +258,13 @@ def _finished_model(out: Path, settings: dict) -> bool:
         raise ValueError(f"resume: {where} with other settings: {said}; {fix}")
     return kind == 'model'
 
+def _check_counts(s: dict):
+    "The recipe's counts and learning rates in range before any stage runs (a late stage would fail after hours)."
+    for k in ('n_images', 'vae_steps', 'vae_batch', 'unet_steps', 'batch_size', 'every', 'text_layers', 'clip_steps'):
+        check_int(s[k], k)
+    check_int(s['warmup'], 'warmup', 0)
+    for k in ('vae_lr', 'unet_lr'): check_number(s[k], k, above=True)
+
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)
               seed: int = 0, # the same seed gives the same model
               quick: bool = False, # a few steps on a few images: a smoke test of the code path
@@ -267,10 +274,11 @@ def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` whi
               **overrides, # any key of `FULL`, e.g. `unet_steps=2000`
              ) -> Path:
     "Train the tiny shapes-world Stable Diffusion pipeline and save it to `out`."
-    settings = {**(QUICK if quick else FULL), 'seed': int(seed)}
+    settings = {**(QUICK if quick else FULL), 'seed': check_int(seed, 'seed', 0)}
     if unknown := set(overrides) - set(FULL):
         raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
     settings.update(overrides)
+    _check_counts(settings)
     if settings['text_encoder'] not in TEXT_ENCODERS:
         raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
     if settings['text_encoder'] != 'joint' and settings['text_layers'] != SHAPES_CLIP['layers']:
