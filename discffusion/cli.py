@@ -15,9 +15,9 @@ from .toy import TEXT_ENCODERS
 __all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
            'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'cut_label', 'column_labels', 'one_line', 'in_flag_words',
            'BadInput', 'flag_by_value', 'cli_message', 'blame', 'OneLineParser', 'finite_float', 'positive_float',
-           'writable_file', 'nonfinite_at', 'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs',
-           'adapter_line', 'model_name', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure',
-           'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval',
+           'nonnegative_float', 'writable_file', 'nonfinite_at', 'finite_result', 'one_line_warnings', 'RunMeter',
+           'progress_for_logs', 'adapter_line', 'model_name', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo',
+           'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval',
            'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
@@ -138,6 +138,11 @@ def finite_float(value: str) -> float:
 def positive_float(value: str) -> float:
     "A finite number above 0 (an argparse type), such as a learning rate."
     if (x := finite_float(value)) <= 0: raise argparse.ArgumentTypeError(f'expected a number > 0, got {value!r}')
+    return x
+
+def nonnegative_float(value: str) -> float:
+    "A finite number of at least 0 (an argparse type), such as a margin."
+    if (x := finite_float(value)) < 0: raise argparse.ArgumentTypeError(f'expected a number >= 0, got {value!r}')
     return x
 
 def writable_file(path: str, flag: str, formats=None) -> Path:
@@ -526,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the recipe's)")
     r.add_argument('--lr', type=positive_float, default=None); r.add_argument('--rank', type=positive_int, default=None)
     r.add_argument('--loss', default=None, choices=['hinge', 'ce'])
-    r.add_argument('--margin', type=finite_float, default=None)
+    r.add_argument('--margin', type=nonnegative_float, default=None)
     r.add_argument('--contrast', default=None, choices=['image', 'text', 'both'], help='keep only these candidates')
     r.add_argument('--n-val', type=nonnegative_int, default=None,
                    help='training examples held out for validation (0: none)')

@@ -158,9 +158,11 @@ def check_number(value, # the option's value
                  low: float = 0.0, # the bound
                  above: bool = False) -> float: # True: `value` must exceed `low`; False: it may equal it
     "`value` as a float if it is a finite real number (not a bool) of at least `low` (or above it), else an error."
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    try: real = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError: real = False   # an int too large for a float
     if not real or value < low or (above and value == low):
-        raise ValueError(f"{name}: expected a finite number {'>' if above else '>='} {low:g}, got {value!r}")
+        raise ValueError(f"{name}: expected a finite number {'>' if above else '>='} {low:g} (an int or a float), "
+                         f"got {value!r}")
     return float(value)
 
 # %% ../nbs/00_core.ipynb #f924411c
