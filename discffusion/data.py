@@ -233,7 +233,9 @@ def comvg_records(csv_path, # the ComVG CSV, or the folder holding the official 
 # %% ../nbs/06_data.ipynb #b85b3e8e
 VQA_COLUMNS = ['sentence', 'pos_image_id'] + [f'neg_sentence_{i}' for i in range(1, 10)]
 
-def _vqa_record(row: dict, line: int, image_of, name: str) -> Record: # `image_of(id)`: the COCO image file
+def _vqa_record(row: dict, line: int, # a row and its line
+                image_of, # `image_of(image_id)`: the COCO image file
+                name: str) -> Record: # the file's name, for ids and errors
     "One VQAv2 row as an image-to-text record."
     if empty := [c for c in VQA_COLUMNS if not row[c]]: raise ValueError(f"VQA CSV {name} line {line}: empty {empty}")
     if not (row['pos_image_id'].isascii() and row['pos_image_id'].isdigit()):

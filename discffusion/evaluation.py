@@ -43,8 +43,11 @@ def wins(scores, label: int) -> bool:
 def hits_at(outputs: list[dict], # `score_records`' outputs: each with its `scores` and `label`
             k: int = 1) -> np.ndarray:
     "`hit_at` of every output, `[len(outputs)]`, in one array computation (ragged candidate lists padded with -inf)."
-    sizes = np.array([len(o['scores']) for o in outputs])
-    s, labels = np.full((len(outputs), sizes.max()), -np.inf), [o['label'] for o in outputs]
+    if not outputs: return np.zeros(0)
+    sizes, labels = np.array([len(o['scores']) for o in outputs]), np.array([o['label'] for o in outputs])
+    if (bad := np.flatnonzero((labels < 0) | (labels >= sizes))).size:   # -1 would read the padding
+        raise ValueError(f"label: output {bad[0]} has label {labels[bad[0]]} for {sizes[bad[0]]} candidates")
+    s = np.full((len(outputs), sizes.max()), -np.inf)
     real = np.arange(s.shape[1]) < sizes[:, None]
     s[real] = np.concatenate([np.asarray(o['scores'], dtype=float) for o in outputs])
     if not np.isfinite(s[real]).all():
@@ -125,11 +128,15 @@ def gather_outputs(outputs: list[dict]) -> list[dict]:
     return sorted(gather_object(outputs), key=lambda o: o['index'])
 
 # %% ../nbs/07_evaluation.ipynb #2d42a34d
+def _positions(keys) -> dict:
+    "`{key: positions}` of a sequence of keys, keys in order of first appearance."
+    out = {}
+    for i, k in enumerate(keys): out.setdefault(k, []).append(i)
+    return out
+
 def _groups(records) -> list[list[int]]:
     "Record indices, those of one group together, in order of first appearance."
-    out = {}
-    for i, r in enumerate(records): out.setdefault(group_key(r, i), []).append(i)
-    return list(out.values())
+    return list(_positions(group_key(r, i) for i, r in enumerate(records)).values())
 
 def score_records(scorer, records, # any `score(images, texts)` scorer; a list of `Record`s
                   shard: tuple[int, int] = (0, 1), # (index, count): score only every count-th group from index
@@ -186,21 +193,15 @@ def subset_metrics(outputs, ks=(1, 5), n_boot: int = 1000, seed: int = 0) -> dic
 
 DIRECTIONS = {'text': 'image→text', 'image': 'text→image'} # the row of each kind of record, when a set has both
 
-def _positions(outputs: list[dict], key: str) -> dict[str, list[int]]:
-    "`{value: positions}` of the outputs' `key` (a subset, a kind), values in order of first appearance: one pass."
-    out = {}
-    for i, o in enumerate(outputs): out.setdefault(o[key], []).append(i)
-    return out
-
 def summarize(outputs, # `score_records`' outputs, or a list of runs of them (the same records)
               ks=(1, 5), n_boot: int = 1000, seed: int = 0) -> dict:
     "`{subset: metrics, ..., 'all': metrics}`, plus a row per direction when records go both ways in separate groups."
     runs = _runs(outputs)
     if not runs[0]: raise ValueError("records: nothing to evaluate (0 records)")
     part = lambda at: [[r[i] for i in at] for r in runs]   # the runs hold the same records in the same order
-    subsets = {s: at for s, at in _positions(runs[0], 'subset').items() if s != 'all'}
+    subsets = {s: at for s, at in _positions(o['subset'] for o in runs[0]).items() if s != 'all'}
     res = {s: subset_metrics(part(at), ks, n_boot, seed) for s, at in subsets.items()}
-    kinds = _positions(runs[0], 'kind')
+    kinds = _positions(o['kind'] for o in runs[0])
     if len(kinds) > 1 and not winoground_metrics(runs[0], n_boot=0):  # Winoground reports its directions as scores
         res |= {DIRECTIONS[k]: subset_metrics(part(at), ks, n_boot, seed) for k, at in kinds.items()}
     return res | {'all': subset_metrics(runs, ks, n_boot, seed)}

@@ -21,10 +21,10 @@ from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_fol
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
 # %% auto #0
-__all__ = ['TIMESTEP_MODES', 'LOSSES', 'COUNTS', 'RATES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups',
-           'candidate_groups', 'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs',
-           'TrainConfig', 'make_trainable', 'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit',
-           'task_shots', 'train_adapter', 'adapter_scorer']
+__all__ = ['TIMESTEP_MODES', 'LOSSES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups', 'candidate_groups',
+           'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable',
+           'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter',
+           'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -130,9 +130,9 @@ def hardest_pairs(groups: list[CandidateGroup], scores: torch.Tensor, # [G, C_ma
     return [cut(g, int(j)) for g, j in zip(groups, hard)], torch.stack([starts, starts + hard], 1).flatten()
 
 # %% ../nbs/12_prompt_learning.ipynb #7c86f2d8
-COUNTS = dict(rank=1, prompt_tokens=0, warmup=0, steps=1, batch_size=1, accumulate=1, val_every=0, patience=1,
+_COUNTS = dict(rank=1, prompt_tokens=0, warmup=0, steps=1, batch_size=1, accumulate=1, val_every=0, patience=1,
               checkpoint_every=0, vae_batch_size=1, seed=0) # `TrainConfig`'s whole-number options, and their least values
-RATES = dict(alpha=True, margin=False, temperature=True, lr=True, weight_decay=False,
+_RATES = dict(alpha=True, margin=False, temperature=True, lr=True, weight_decay=False,
              max_grad_norm=True) # its real options: True if they must be above 0, False if 0 is allowed
 
 @dataclass
@@ -175,8 +175,8 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None and f.default is None: continue
-            if f.name in COUNTS: setattr(self, f.name, check_int(value, f.name, COUNTS[f.name]))
-            elif f.name in RATES: setattr(self, f.name, check_number(value, f.name, above=RATES[f.name]))
+            if f.name in _COUNTS: setattr(self, f.name, check_int(value, f.name, _COUNTS[f.name]))
+            elif f.name in _RATES: setattr(self, f.name, check_number(value, f.name, above=_RATES[f.name]))
 
 # %% ../nbs/12_prompt_learning.ipynb #a0e404e9
 def _models(scorer: DSDScorer) -> list[torch.nn.Module]:
