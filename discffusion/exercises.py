@@ -16,7 +16,7 @@ from .hooks import record_cross_attention, select_layers
 from .pooling import pool_tokens
 from .scoring import DSDScorer, noise_bank, noised_latents
 from .shapes import caption, HARD_NEGATIVES
-from .evaluation import bootstrap_ci, build_scorer, evaluate, hit_at
+from .evaluation import bootstrap_ci, build_scorer, evaluate, hits_at
 from .toy import color_masks
 from .adapters import read_adapter_info
 from .prompt_learning import adapter_scorer
@@ -347,7 +347,7 @@ def summary(hits) -> dict:
 def record_hits(scorer, test: list) -> np.ndarray:
     "Right (1), wrong (0) or tied (0.5) for every record of `test`, in its order, as `evaluate` counts them."
     _, outputs = evaluate(scorer, test, n_boot=0, progress=False, return_outputs=True)
-    return np.array([hit_at(o['scores'], o['label']) for o in outputs], dtype=float)
+    return hits_at(outputs)
 
 def adapted_hits(adapter: str | Path, test: list) -> tuple[np.ndarray, np.ndarray, dict]:
     "Record hits of a fresh scorer and of the adapted one (`adapter_scorer`, same settings), and `adapter.json`."

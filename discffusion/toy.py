@@ -258,7 +258,7 @@ def _finished_model(out: Path, settings: dict) -> bool:
         raise ValueError(f"resume: {where} with other settings: {said}; {fix}")
     return kind == 'model'
 
-def _check_counts(s: dict):
+def _check_recipe(s: dict):
     "The recipe's counts and learning rates in range before any stage runs (a late stage would fail after hours)."
     for k in ('n_images', 'vae_steps', 'vae_batch', 'unet_steps', 'batch_size', 'every', 'text_layers', 'clip_steps'):
         check_int(s[k], k)
@@ -278,7 +278,7 @@ def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` whi
     if unknown := set(overrides) - set(FULL):
         raise ValueError(f"overrides: unknown settings {sorted(unknown)}; expected keys of FULL {list(FULL)}")
     settings.update(overrides)
-    _check_counts(settings)
+    _check_recipe(settings)
     if settings['text_encoder'] not in TEXT_ENCODERS:
         raise ValueError(f"text_encoder: expected one of {TEXT_ENCODERS}, got {settings['text_encoder']!r}")
     if settings['text_encoder'] != 'joint' and settings['text_layers'] != SHAPES_CLIP['layers']:
