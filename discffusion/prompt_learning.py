@@ -169,6 +169,9 @@ class TrainConfig:
             raise ValueError(f"mixed_precision: expected None or one of {list(PRECISIONS)}, got {self.mixed_precision!r}")
         if self.targets == 'prompt' and not self.prompt_tokens: self.prompt_tokens = 4
         self._check_numbers()
+        if self.warmup > self.steps:
+            raise ValueError(f"warmup: expected at most steps={self.steps} warm-up steps (with more, the learning "
+                             f"rate never reaches lr), got {self.warmup}")
 
     def _check_numbers(self):
         "Each count and rate in its range, or an error naming it; options whose default is None may be None."

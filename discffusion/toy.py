@@ -262,7 +262,9 @@ def _check_recipe(s: dict):
     "The recipe's counts and learning rates in range before any stage runs (a late stage would fail after hours)."
     for k in ('n_images', 'vae_steps', 'vae_batch', 'unet_steps', 'batch_size', 'every', 'text_layers', 'clip_steps'):
         check_int(s[k], k)
-    check_int(s['warmup'], 'warmup', 0)
+    if check_int(s['warmup'], 'warmup', 0) > s['unet_steps']:
+        raise ValueError(f"warmup: expected at most unet_steps={s['unet_steps']} warm-up steps (with more, the UNet's "
+                         f"learning rate never reaches unet_lr), got {s['warmup']}")
     for k in ('vae_lr', 'unet_lr'): check_number(s[k], k, above=True)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)

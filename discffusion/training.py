@@ -174,7 +174,9 @@ class Learner:
             raise ValueError(f"mixed_precision: expected one of {list(PRECISIONS)}, got {self.mixed_precision!r}")
         check_number(self.lr, 'lr', above=True); check_number(self.weight_decay, 'weight_decay')
         if self.max_grad_norm is not None: check_number(self.max_grad_norm, 'max_grad_norm', above=True)
-        if self.ema_decay is not None: check_number(self.ema_decay, 'ema_decay')
+        if self.ema_decay is not None and check_number(self.ema_decay, 'ema_decay') >= 1:
+            raise ValueError(f"ema_decay: expected a number in [0, 1) (the share of the average kept each step), "
+                             f"got {self.ema_decay!r}")
         if self.patience is not None: check_int(self.patience, 'patience')
         for k in ('val_every', 'every', 'seed'): check_int(getattr(self, k), k, 0)
         if not self.named_params(): raise ValueError("model: no trainable parameters (none has requires_grad)")
