@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import embedded_model_path
+from .core import check_int, embedded_model_path
 from .data import Record
 from .evaluation import CLIPScorer
 from .training import Learner, cosine_schedule
@@ -103,7 +103,8 @@ def finetune_clip(scorer: CLIPScorer, records, # the k-shot training records
                   epochs: int = 5, lr: float = 1e-4, weight_decay: float = 1e-2,
                   train: str = 'projections', seed: int = 0, progress: bool = True) -> list[float]:
     "Fine-tune `scorer`'s CLIP in place on `records` (cross-entropy over candidates); return each epoch's mean loss."
-    _trainable(scorer.model, train)
+    if not records: raise ValueError("records: no training records")
+    check_int(epochs, 'epochs'); _trainable(scorer.model, train)
     rng, n = np.random.default_rng(seed), len(records)
     order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
     def loss(gen, i):

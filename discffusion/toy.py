@@ -265,6 +265,10 @@ def _check_recipe(s: dict):
     if check_int(s['warmup'], 'warmup', 0) > s['unet_steps']:
         raise ValueError(f"warmup: expected at most unet_steps={s['unet_steps']} warm-up steps (with more, the UNet's "
                          f"learning rate never reaches unet_lr), got {s['warmup']}")
+    if s['warmup'] // 4 > s['vae_steps']:   # the VAE warms up for a quarter of `warmup`
+        raise ValueError(f"warmup: expected at most {4 * s['vae_steps'] + 3}: the VAE warms up for warmup // 4 steps, "
+                         f"more than vae_steps={s['vae_steps']} (its learning rate would never reach vae_lr), "
+                         f"got {s['warmup']}")
     for k in ('vae_lr', 'unet_lr'): check_number(s[k], k, above=True)
 
 def train_toy(out: str | Path, # folder for the pipeline (and `checkpoints/` while training)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_training.ipynb #d8b94980
 from __future__ import annotations
-import json, math, shutil, sys, time
+import json, math, shutil, sys, time, warnings
 from pathlib import Path
 import torch
 from fastcore.basics import patch
@@ -23,7 +23,12 @@ def cosine_schedule(warmup: int = 0, # linear warm-up steps
                    ):
     "A `schedule`: linear warm-up, then cosine decay to `min_lr_rate` × lr (transformers' schedule)."
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
+    check_int(warmup, 'warmup', 0)
+    if not check_number(min_lr_rate, 'min_lr_rate') <= 1:
+        raise ValueError(f"min_lr_rate: expected a fraction in [0, 1] of the peak learning rate, got {min_lr_rate!r}")
     def make(optimizer, steps: int):
+        if warmup > steps: raise ValueError(f"warmup: expected at most steps={steps} warm-up steps (with more, the "
+                                            f"learning rate never reaches lr), got {warmup}")
         sched = get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, steps, min_lr_rate=min_lr_rate)
         if warmup_from_zero: return sched
         curve = sched.lr_lambdas[0]  # transformers' curve, its warm-up one step ahead
@@ -177,9 +182,15 @@ class Learner:
         if self.ema_decay is not None and check_number(self.ema_decay, 'ema_decay') >= 1:
             raise ValueError(f"ema_decay: expected a number in [0, 1) (the share of the average kept each step), "
                              f"got {self.ema_decay!r}")
-        if self.patience is not None: check_int(self.patience, 'patience')
         for k in ('val_every', 'every', 'seed'): check_int(getattr(self, k), k, 0)
+        if self.patience is not None and check_int(self.patience, 'patience') and not self.validates():
+            warnings.warn(f"patience={self.patience} has no effect: nothing is validated (no validate, or val_every=0), "
+                          "so the run never stops early", stacklevel=3)
         if not self.named_params(): raise ValueError("model: no trainable parameters (none has requires_grad)")
+
+    def validates(self) -> bool:
+        "Whether the run validates: a `validate` and a `val_every`."
+        return self.validate is not None and self.val_every > 0
 
     def named_params(self) -> dict[str, torch.nn.Parameter]:
         "The trained parameters, by `module.parameter` name."
@@ -315,7 +326,7 @@ def fit(self: Learner, resume: bool = True, # continue from the latest checkpoin
     self.resume(resume)
     s, h, meter = self.state, self.state.history, _meters(self)
     self.start_step = s.step   # a checkpoint is never past `steps` (`resume`): the bar never starts past its end
-    if s.step == 0 and self.validate is not None and self.val_every: self.run_validation()
+    if s.step == 0 and self.validates(): self.run_validation()
     bar = progress_bar(self.steps, s.step, self.desc, disable=not self.progress or not self.accelerator.is_main_process)
     for m in self.modules.values(): m.train()
     try:
@@ -324,7 +335,7 @@ def fit(self: Learner, resume: bool = True, # continue from the latest checkpoin
             h['step'].append(s.step)
             for k, v in logs.items(): h.setdefault(k, []).append(v)
             for f in self.after_step: f(self)
-            if self.validate is not None and self.val_every and s.step % self.val_every == 0: self.run_validation()
+            if self.validates() and s.step % self.val_every == 0: self.run_validation()
             meter()   # before the checkpoint, which keeps the run's time and memory so far
             due = s.step == self.steps or (self.every and s.step % self.every == 0)
             if self.out is not None and due: self.save(); meter = _meters(self)   # the clock restarts after the write

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from discffusion.core import embedded_model_path
+from discffusion.core import check_int, embedded_model_path
 from discffusion.data import Record
 from discffusion.evaluation import CLIPScorer
 from discffusion.training import Learner, cosine_schedule
@@ -28,13 +28,15 @@ def test_cell_0():
     imgs = [r.query for r in shapes_records('train', 8, types=['color_change'])]
     caps = [r.candidates[0] for r in shapes_records('train', 8, types=['color_change'])]
     a, b = tiny(), tiny()
-    test_eq(pretrain_clip(a, imgs, caps, steps=3, batch_size=4, progress=False),
-            pretrain_clip(b, imgs, caps, steps=3, batch_size=4, progress=False))
+    test_eq(pretrain_clip(a, imgs, caps, steps=3, batch_size=4, warmup=1, progress=False),
+            pretrain_clip(b, imgs, caps, steps=3, batch_size=4, warmup=1, progress=False))
     torch.testing.assert_close(a.model.state_dict(), b.model.state_dict())
     assert not torch.equal(a.model.text_projection.weight, tiny().model.text_projection.weight)
     assert a.model.logit_scale.exp() <= 100 and not a.model.training
     test_fail(lambda: pretrain_clip(a, imgs, caps[:3]), contains='captions: expected one per image (8), got 3')
     test_fail(lambda: pretrain_clip(a, imgs, caps, batch_size=9), contains='batch_size: expected 2..8')
+    test_fail(lambda: pretrain_clip(a, imgs, caps, steps=50, batch_size=4, progress=False),   # the default warm-up of 100
+              contains='warmup: expected at most steps=50 warm-up steps')
 
 
 def test_cell_1():
@@ -64,6 +66,8 @@ def test_cell_2():
     assert not torch.equal(a.model.text_projection.weight, tiny().model.text_projection.weight)
     assert all(p.requires_grad for p in a.model.parameters())
     test_fail(lambda: finetune_clip(a, recs, train='lora'), contains="train: expected 'projections' or 'all'")
+    test_fail(lambda: finetune_clip(a, []), contains='records: no training records')   # it said "steps: expected ..."
+    test_fail(lambda: finetune_clip(a, recs, epochs=0), contains='epochs: expected an int >= 1, got 0')
 
 
 def test_cell_3():
