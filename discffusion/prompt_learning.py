@@ -399,7 +399,7 @@ def train_adapter(out: str | Path, # adapter folder (checkpoints go there too)
                   model=None, # pipeline to adapt: hub id or folder (None: the embedded shapes model)
                   scorer: str = 'dsd', # 'dsd', or 'denoise' (the denoising-error baseline, trained the same way)
                   preset: str = 'official', # the DSD preset trained and scored with (`scorer='dsd'`)
-                  timesteps=(781,), # the scorer's grid (`DSDScorer`'s `timesteps`)
+                  timesteps=(781,), # the scorer's grid (`DSDScorer`'s `timesteps`): one, for speed; 'official' is 30
                   contrast: str | None = None, n_val: int = 64, # see `task_shots`
                   device=None, dtype=None, # where and in what precision to load the model (default: best, fp16 on GPU)
                   variant: str | None = None, # e.g. 'fp16': the model's half-size weight files (`core.load_pipeline`)
