@@ -65,8 +65,8 @@ def add_lora(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=lora_targets(unet, targets),
                         init_lora_weights=True)
     unet.requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed); unet.add_adapter(config, adapter_name=adapter_name)
+    with torch.random.fork_rng(devices=[]):   # PEFT draws lora_A on the CPU: only the CPU generator is seeded
+        torch.default_generator.manual_seed(seed); unet.add_adapter(config, adapter_name=adapter_name)
     return config
 
 # %% ../nbs/11_adapters.ipynb #852ed2a1

@@ -335,9 +335,9 @@ def score_pairs(self: DenoisingScorer, latents, text_embeddings, timesteps, nois
     "Differentiable denoising-error score `[R]` of row r (latent, noise, timestep, text r), as `DSDScorer.score_pairs`."
     dev, dt = self.unet.device, self.unet.dtype
     t = self.row_timesteps(timesteps)   # checked as `DSDScorer.score_pairs` checks them
-    latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
-    zt = self.scheduler.add_noise(latents, noise, t)
-    target = row_target(self.scheduler, latents, noise, t).float()
+    latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)   # noised in fp32, as DSDScorer
+    zt, ctx = self.scheduler.add_noise(latents, noise, t).to(dt), text_embeddings.to(dev, dt)
+    target = row_target(self.scheduler, latents, noise, t)
     err = lambda c: (target - self.unet(zt, t, encoder_hidden_states=c).sample.float()).flatten(1).norm(dim=1)
     if not self.normalize: return -err(ctx)
     uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)

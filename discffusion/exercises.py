@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from .hooks import record_cross_attention, select_layers
 from .pooling import pool_tokens
-from .scoring import DSDScorer, noise_bank, noised_latents
+from .scoring import DSDScorer
 from .shapes import caption, HARD_NEGATIVES
 from .evaluation import bootstrap_ci, build_scorer, evaluate, hits_at
 from .toy import color_masks
@@ -170,14 +170,15 @@ def pair_layer_scores(scorer: DSDScorer, images: list, texts: list[str], # image
                       batch_size: int = 64) -> dict[str, torch.Tensor]:
     "{layer: [n]}: the attention score of each (image i, text i) pair with each cross-attention layer alone."
     latents, (ctx, mask) = scorer.encode_images(images), scorer.encode_texts(texts)
-    ts, names, n = scorer.timesteps, select_layers(scorer.unet, 'all'), len(latents)
-    zt = noised_latents(scorer.scheduler, latents, ts, noise_bank(len(ts), tuple(latents.shape[1:]), scorer.seed))
+    names, n = select_layers(scorer.unet, 'all'), len(latents)
+    ts, _, ctx, _, zt = scorer.prepare_latents(latents, ctx)   # the scorer's grid and noise, on its device and dtype
+    tt = torch.tensor([int(t) for t in ts], device=zt.device)
     out = torch.zeros(len(ts), n, len(names))
     with record_cross_attention(scorer.unet, names, reduce=scorer.pooling) as rec:
-        for k, t in enumerate(ts):
+        for k in range(len(ts)):
             for b in (slice(a, a + batch_size) for a in range(0, n, batch_size)):
                 rec.clear(); rec.token_mask = None if mask is None else mask[b]
-                scorer.unet(zt[k, b], torch.full((len(zt[k, b]),), t), encoder_hidden_states=ctx[b])
+                scorer.unet(zt[k, b], tt[k].expand(len(zt[k, b])), encoder_hidden_states=ctx[b])
                 out[k, b] = torch.stack([rec.stats[name].float().cpu() for name in names], -1)
     return dict(zip(names, out.mean(0).T))
 

@@ -104,12 +104,14 @@ class CrossAttentionRecorder:
         if attn.group_norm is not None: hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         query, key, value = _project(attn, hidden_states, context)
-        logits = query @ key.transpose(-1, -2) * attn.scale                  # [B, heads, N, S]
+        if attn.upcast_attention: query, key = query.float(), key.float()   # as diffusers', when the model asks
+        logits = (query * attn.scale) @ key.transpose(-1, -2)                # [B, heads, N, S], scaled first
         if attention_mask is not None:
             mask = attn.prepare_attention_mask(attention_mask, key.shape[2], query.shape[0])
             logits = logits + mask.view(query.shape[0], attn.heads, -1, mask.shape[-1])
         self.recording.add(self.name, logits)
-        out = (logits.softmax(-1) @ value).transpose(1, 2).flatten(2).to(query.dtype)
+        probs = logits.float().softmax(-1).to(value.dtype)                  # the softmax in fp32
+        out = (probs @ value).transpose(1, 2).flatten(2)
         out = attn.to_out[1](attn.to_out[0](out))
         if shape4: out = out.transpose(-1, -2).reshape(shape4)
         if attn.residual_connection: out = out + residual

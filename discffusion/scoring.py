@@ -102,18 +102,19 @@ def reference_score(unet, scheduler, # a UNet2DConditionModel and a diffusers sc
                    ) -> torch.Tensor:
     "The naive, official-shaped DSD score matrix `[n_text, n_img]`: one pair at a time, CFG-doubled, eager attention."
     names = select_layers(unet, layers)
+    noise = noise.to(latents.device, torch.float32)   # the noise bank lives on the CPU; noising is done in fp32
     uncond = uncond_embedding if uncond_embedding is not None else torch.zeros_like(text_embeddings[:1])
     out = torch.zeros(len(text_embeddings), len(latents), dtype=torch.float64)
     for i, c in enumerate(text_embeddings):
         for j, z0 in enumerate(latents):
             for kk, t in enumerate(timesteps):
                 tt = torch.tensor([t], device=z0.device)
-                zt = scheduler.add_noise(z0[None], noise[kk][None], tt)
+                zt = scheduler.add_noise(z0[None].float(), noise[kk][None], tt).to(unet.dtype)
                 eps, store = _eager_unet_scores(unet, zt.repeat(2, 1, 1, 1), tt.repeat(2), torch.cat([uncond, c[None]]))
                 mask = None if token_mask is None else token_mask[i]
                 pool = lambda half, m: sum(_naive_pool(store[n][half], pooling, m, k) for n in names) / len(names)
                 s = (pool(0, None) + pool(1, mask)) / 2 if uncond_attention else pool(1, mask)
-                if denoise: s = s + (noise[kk] - eps[0]).norm() - (noise[kk] - eps[1]).norm()
+                if denoise: s = s + (noise[kk] - eps[0].float()).norm() - (noise[kk] - eps[1].float()).norm()
                 out[i, j] += float(s) / len(timesteps)
     return out.float()
 
@@ -347,8 +348,10 @@ def prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, n
     noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
     _check_latents(latents, text_embeddings, noise, timesteps)
     dev, dt = self.unet.device, self.unet.dtype
-    latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
-    return timesteps, latents, ctx, noise, noised_latents(self.scheduler, latents, timesteps, noise)
+    # the latents and the noise stay fp32: the scheduler casts its ᾱ to their dtype, and bf16 rounds ᾱ to 1 near t = 0
+    latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)
+    zt = noised_latents(self.scheduler, latents, timesteps, noise).to(dt)
+    return timesteps, latents, text_embeddings.to(dev, dt), noise, zt
 
 def triple_index(T: int, n_img: int, n_text: int):
     "Index tensors (timestep, image, text) of every triple, timestep-major."
@@ -442,9 +445,9 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
     "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
     dev, dt = self.unet.device, self.unet.dtype
     t = self.row_timesteps(timesteps)
-    latents, ctx, noise = latents.to(dev, dt), text_embeddings.to(dev, dt), noise.to(dev, dt)
-    zt = self.scheduler.add_noise(latents, noise, t)
-    target = row_target(self.scheduler, latents, noise, t).float() if self.denoise else None
+    latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)   # noised in fp32 (`prepare_latents`)
+    zt, ctx = self.scheduler.add_noise(latents, noise, t).to(dt), text_embeddings.to(dev, dt)
+    target = row_target(self.scheduler, latents, noise, t) if self.denoise else None
     mask = None if token_mask is None else token_mask.to(dev)
     with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:
         att, err = _score_rows(self.unet, rec, zt, t, ctx, mask, target)

@@ -18,6 +18,8 @@ from discffusion.hooks import record_cross_attention, select_layers, cross_atten
 from discffusion.pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, re, time
+from unittest import mock
+from tqdm.std import tqdm as tqdm_std
 import numpy as np
 import matplotlib.pyplot as plt
 from diffusers import UNet2DConditionModel

@@ -24,6 +24,9 @@ from discffusion.core import check_device, track_usage
 
 
 def test_cell_0():
+    import copy
+    from unittest import mock
+    from tqdm.std import tqdm as tqdm_std
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 64), norm_num_groups=8,
         down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
@@ -45,18 +48,24 @@ def test_cell_0():
                                                                                       uncond_embedding=unc)
     # the same score, row by row
     torch.testing.assert_close(rows.detach(), torch.stack([one_t[1, 0], one_t[0, 2]]), atol=1e-4, rtol=1e-5)
+    half = DenoisingScorer(copy.deepcopy(unet).to(torch.bfloat16), sched, **kw)   # noised in fp32, as DSDScorer
+    seen, add_noise = [], half.scheduler.add_noise
+    half.scheduler.add_noise = lambda x, n, t: seen.append((x.dtype, n.dtype)) or add_noise(x, n, t)
+    half.score_pairs(lat[:1], txt[:1], [600], bank[:1], uncond_embedding=unc)
+    test_eq(seen, [(torch.float32, torch.float32)])
     assert 'score_latents' in DenoisingScorer.__dict__ and 'score_pairs' in DenoisingScorer.__dict__
     for option in ('preset', 'token_mask', 'adaptive'):  # attention options are refused by name, not silently ignored
         test_fail(lambda: DenoisingScorer(unet, sched, **{option: 'official'}), contains=f'{option}: the denoising scorer')
     DenoisingScorer(unet, sched, adaptive=False, early_exit=False)   # switched off is not asked for: accepted
     test_fail(lambda: DenoisingScorer(unet, sched, **kw).score_pairs(lat[:1], txt[:1], [-1], bank[:1]),
               contains='timesteps: [-1]')   # checked as DSDScorer.score_pairs checks them
-    with contextlib.redirect_stderr(err := io.StringIO()):  # a long job (one row per UNet call): its bar says what it runs
+    text_bars = lambda: mock.patch('discffusion.scoring.tqdm', tqdm_std)   # a terminal's bars, under Jupyter too
+    with text_bars(), contextlib.redirect_stderr(err := io.StringIO()):  # one row per UNet call: a bar naming what it runs
         DenoisingScorer(unet, sched, **(kw | dict(batch_size=1))).score_latents(lat, txt, uncond_embedding=unc)
     assert 'denoising:' in err.getvalue() and 'DSD:' not in err.getvalue()
     five = torch.randn(5, 4, 8, 8)   # 10 unconditional rows: a long job of its own
     for progress, bars in ((True, ['denoising', 'unconditional']), (False, [])):   # `progress` rules both branches
-        with contextlib.redirect_stderr(err := io.StringIO()):
+        with text_bars(), contextlib.redirect_stderr(err := io.StringIO()):
             DenoisingScorer(unet, sched, **(kw | dict(batch_size=1, progress=progress))).score_latents(five, txt,
                                                                                                        uncond_embedding=unc)
         test_eq(re.findall(r'\r(\w+):   0%', err.getvalue()), bars)

@@ -13,6 +13,7 @@ from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 from discffusion.scoring import DSDScorer
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, shutil
+from unittest import mock
 from safetensors.torch import load_file
 from diffusers import UNet2DConditionModel
 from discffusion.core import embedded_model_path, load_pipeline
