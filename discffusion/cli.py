@@ -13,12 +13,13 @@ from .toy import TEXT_ENCODERS
 
 # %% auto #0
 __all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
-           'TIMESTEPS_HELP', 'UNREAD', 'format_matrix', 'cut_label', 'column_labels', 'one_line', 'in_flag_words',
-           'BadInput', 'flag_by_value', 'cli_message', 'blame', 'OneLineParser', 'finite_float', 'positive_float',
-           'nonnegative_float', 'writable_file', 'nonfinite_at', 'finite_result', 'one_line_warnings', 'RunMeter',
-           'progress_for_logs', 'adapter_line', 'model_name', 'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo',
-           'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread', 'eval_records', 'scorer_options', 'cmd_eval',
-           'check_training_part', 'cmd_train', 'build_parser', 'run_device', 'run', 'main']
+           'TIMESTEPS_HELP', 'UNREAD', 'DTYPES', 'DTYPE_HELP', 'format_matrix', 'cut_label', 'column_labels',
+           'one_line', 'in_flag_words', 'BadInput', 'flag_by_value', 'cli_message', 'blame', 'OneLineParser',
+           'finite_float', 'positive_float', 'nonnegative_float', 'writable_file', 'nonfinite_at', 'finite_result',
+           'one_line_warnings', 'RunMeter', 'progress_for_logs', 'adapter_line', 'model_name', 'cmd_score',
+           'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread',
+           'eval_records', 'scorer_options', 'weights_dtype', 'cmd_eval', 'check_training_part', 'cmd_train',
+           'build_parser', 'run_device', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
@@ -59,7 +60,7 @@ ALIASES = {  # names in library messages -> what the user typed, where they diff
     'train-toy': {'resume': '--out'}}
 SWITCHES = {'resume=False': {'train': '--overwrite', 'train-toy': '--restart'}, 'overwrite=True': '--overwrite',
             'skip_missing=True': '--skip-missing', 'lower the learning rate': 'lower --lr',
-            'try dtype=torch.float32': 'try --device cpu, which scores in float32',
+            'try dtype=torch.float32': 'try --dtype float32',
             "text_encoder='joint'": '--text-encoder joint', 'by save_adapter;': 'by `discffusion train`;'}
 
 def one_line(text) -> str:
@@ -293,7 +294,8 @@ def cmd_score(args, meter: RunMeter | None = None) -> dict:
     scores = scorer.score(args.image, args.text)
     preset = scorer.preset if scorer.kind == 'dsd' else None   # the denoising scorer reads no attention
     result = {'model': model_name(args), 'adapter': args.adapter, 'scorer': scorer.kind, 'preset': preset,
-              'timesteps': scorer.timesteps, 'images': [str(i) for i in args.image], 'texts': args.text,
+              'timesteps': scorer.timesteps, 'dtype': weights_dtype(scorer), 'images': [str(i) for i in args.image],
+              'texts': args.text,
               'scores': scores.tolist()} | ({'run': meter.report()} if meter else {})
     finite_result(result)
     print(json.dumps(result, allow_nan=False) if args.json else format_matrix(scores, args.text, args.image))
@@ -396,14 +398,22 @@ def eval_records(args):
         raise BadInput(f"--path {args.path}: no examples to evaluate{why}")
     return records
 
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}   # `--dtype`
+
 def scorer_options(args) -> dict:
     "The options `--scorer` takes from the flags given; an error for one it does not take, rather than dropping it."
     if getattr(args, 'scorer', None) == 'clip':
-        if unused := [f'--{f}' for f in ('preset', 'timesteps', 'adapter') if getattr(args, f) is not None]:
-            raise BadInput(f"{unused[0]}: --scorer clip does not take it (a DSD option)")
+        if unused := [f'--{f}' for f in ('preset', 'timesteps', 'adapter', 'dtype') if getattr(args, f) is not None]:
+            raise BadInput(f"{unused[0]}: --scorer clip does not take it (a Stable Diffusion option)")
         return {} if args.batch_size is None else {'batch_size': args.batch_size}
-    opts = dict(preset=args.preset, timesteps=args.timesteps, seed=args.seed, batch_size=args.batch_size)
+    opts = dict(preset=args.preset, timesteps=args.timesteps, seed=args.seed, batch_size=args.batch_size,
+                dtype=DTYPES.get(args.dtype))
     return {k: v for k, v in opts.items() if v is not None}
+
+def weights_dtype(scorer) -> str:
+    "The precision of a scorer's weights, spelt as `--dtype` spells it."
+    inner = getattr(scorer, 'scorer', scorer)   # `BlankImageControl` wraps a DSD scorer
+    return str((inner.unet if hasattr(inner, 'unet') else inner.model).dtype).removeprefix('torch.')
 
 def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     "Evaluate a scorer on a dataset; print a table or JSON (the `meter`'s report under `run`); maybe save the JSON."
@@ -416,7 +426,8 @@ def cmd_eval(args, meter: RunMeter | None = None) -> dict:
     metrics = evaluate(scorer, records, seed=args.seed or 0, progress=not args.json)   # as `run_eval` does
     embedded = 'embedded shapes-world CLIP' if args.scorer == 'clip' else 'embedded'
     result = {'dataset': args.dataset, 'model': model_name(args, embedded), 'adapter': args.adapter,
-              'scorer': args.scorer or getattr(scorer, 'kind', 'dsd'), 'metrics': metrics} | ({'run': meter.report()} if meter else {})
+              'scorer': args.scorer or getattr(scorer, 'kind', 'dsd'), 'dtype': weights_dtype(scorer),
+              'metrics': metrics} | ({'run': meter.report()} if meter else {})
     finite_result(result)
     print(json.dumps(result, allow_nan=False) if args.json else format_results(metrics))
     if out: out.write_text(json.dumps(result, indent=1, allow_nan=False))
@@ -447,7 +458,8 @@ def cmd_train(args) -> Path:
                 val_every=args.val_every, batch_size=args.batch_size, accumulate=args.accumulate,
                 mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing or None)
     out = train_adapter(args.out, args.dataset, args.shots, path=args.path, images=args.images, seed=args.seed,
-                        model=args.model, device=args.device, overwrite=args.overwrite, skip_missing=args.skip_missing,
+                        model=args.model, device=args.device, dtype=DTYPES.get(args.dtype), overwrite=args.overwrite,
+                        skip_missing=args.skip_missing,
                         _drawn=drawn, **{k: v for k, v in opts.items() if v is not None})
     info = read_adapter_info(out)
     if os.environ.get('RANK', '0') == '0':   # one report under `accelerate launch`
@@ -456,6 +468,8 @@ def cmd_train(args) -> Path:
     return out
 
 # %% ../nbs/14_cli.ipynb #156b70cc
+DTYPE_HELP = "precision of the model's weights (default: float16 on a GPU, float32 on the CPU)"
+
 def build_parser() -> argparse.ArgumentParser:
     "The `discffusion` argument parser with its subcommands."
     from discffusion.scoring import PRESETS
@@ -485,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the noise bank (default 0, or the adapter's)")
     s.add_argument('--batch-size', type=positive_int, default=16)
     s.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+    s.add_argument('--dtype', default=None, choices=list(DTYPES), help=DTYPE_HELP)
     s.add_argument('--adapter', default=None, help='a folder saved by `discffusion train`')
     s.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
     e = sub.add_parser('eval', help=f"evaluate a scorer on a benchmark ({', '.join(DATASETS)})")
@@ -507,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the adapter's)")
     e.add_argument('--batch-size', type=positive_int, default=None)
     e.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+    e.add_argument('--dtype', default=None, choices=list(DTYPES), help=DTYPE_HELP)
     e.add_argument('--skip-missing', action='store_true',
                    help='skip examples whose files are missing (and report how many)')
     e.add_argument('--json', action='store_true', help='print one JSON object')
@@ -544,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autocast (default: the UNet's precision)")
     r.add_argument('--gradient-checkpointing', action='store_true', help='recompute activations in the backward pass')
     r.add_argument('--device', default=None, help="cpu, cuda, ... (default: this process's device)")
+    r.add_argument('--dtype', default=None, choices=list(DTYPES), help=DTYPE_HELP + ' (LoRA trains in float32)')
     r.add_argument('--overwrite', action='store_true', help='replace an adapter already in --out')
     r.add_argument('--skip-missing', action='store_true', help='skip training examples whose images are missing')
     t = sub.add_parser('train-toy', help='train the embedded shapes-world pipeline')

@@ -7,7 +7,7 @@ from functools import partialmethod
 from pathlib import Path
 import torch
 from discffusion.toy import TEXT_ENCODERS
-from fastcore.test import test_eq, test_fail
+from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, shutil, tempfile
 from discffusion.core import embedded_model_path
 from discffusion.shapes import make_split
