@@ -16,13 +16,13 @@ from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 from .scoring import DSDScorer
 
 # %% auto #0
-__all__ = ['LORA_PRESETS', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'ADAPTER_FILES', 'MEMORY_KINDS', 'attention_modules',
-           'lora_targets', 'count_trainable', 'add_lora', 'sd21_base_unet_config', 'lora_parameter_count',
-           'PromptTokens', 'check_finite', 'read_safetensors', 'read_torch_file', 'check_adapter_folder',
-           'save_adapter', 'read_adapter_info', 'read_lora', 'check_lora', 'carries_adapter', 'load_prompt',
-           'load_adapter', 'remove_adapter', 'convert_official_state_dict', 'convert_official_checkpoint',
-           'sd21_base_vae_config', 'random_model', 'CudaAutocastPolicy', 'checkpoint_with_policy', 'memory_probe',
-           'measure_memory']
+__all__ = ['LORA_PRESETS', 'LORA_INITS', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'ADAPTER_FILES', 'MEMORY_KINDS',
+           'attention_modules', 'lora_targets', 'count_trainable', 'add_lora', 'sd21_base_unet_config',
+           'lora_parameter_count', 'PromptTokens', 'check_finite', 'read_safetensors', 'read_torch_file',
+           'check_adapter_folder', 'save_adapter', 'read_adapter_info', 'read_lora', 'check_lora', 'carries_adapter',
+           'load_prompt', 'load_adapter', 'remove_adapter', 'convert_official_state_dict',
+           'convert_official_checkpoint', 'sd21_base_vae_config', 'random_model', 'CudaAutocastPolicy',
+           'checkpoint_with_policy', 'memory_probe', 'measure_memory']
 
 # %% ../nbs/11_adapters.ipynb #8352011c
 LORA_PRESETS: dict[str, tuple[str, ...]] = {'official': ('to_q', 'to_k', 'to_v', 'to_out.0'),
@@ -50,6 +50,8 @@ def lora_targets(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
     return list(targets)
 
 # %% ../nbs/11_adapters.ipynb #8427540e
+LORA_INITS = {'kaiming': True, 'gaussian': 'gaussian'}   # `add_lora`'s `init` -> PEFT's `init_lora_weights`
+
 def count_trainable(module: torch.nn.Module) -> int:
     "Number of parameters of `module` that require grad."
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -59,11 +61,14 @@ def add_lora(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
              rank: int = 4, # LoRA rank r
              alpha: float | None = None, # LoRA alpha; None = `rank` (scale 1)
              seed: int = 0, # seeds the `lora_A` initialisation
-             adapter_name: str = 'default') -> LoraConfig:
+             adapter_name: str = 'default',
+             init: str = 'kaiming', # `lora_A`'s start: 'kaiming' (PEFT's default) or 'gaussian' (official: N(0, 1/r))
+            ) -> LoraConfig:
     "Freeze `unet` and add a LoRA adapter on `lora_targets(unet, targets)`; return its config."
     if not isinstance(rank, int) or rank < 1: raise ValueError(f"rank: expected an int >= 1, got {rank!r}")
+    if init not in LORA_INITS: raise ValueError(f"init: expected one of {list(LORA_INITS)}, got {init!r}")
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=lora_targets(unet, targets),
-                        init_lora_weights=True)
+                        init_lora_weights=LORA_INITS[init])
     unet.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):   # PEFT draws lora_A on the CPU: only the CPU generator is seeded
         torch.default_generator.manual_seed(seed); unet.add_adapter(config, adapter_name=adapter_name)

@@ -456,7 +456,8 @@ def cmd_train(args) -> Path:
     opts = dict(targets=args.targets, steps=args.steps, preset=args.preset, timesteps=args.timesteps, lr=args.lr,
                 rank=args.rank, loss=args.loss, margin=args.margin, contrast=args.contrast, n_val=args.n_val,
                 val_every=args.val_every, batch_size=args.batch_size, accumulate=args.accumulate,
-                mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing or None)
+                mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing or None,
+                sampling=args.sampling, max_grad_norm=args.max_grad_norm, lora_init=args.lora_init)
     out = train_adapter(args.out, args.dataset, args.shots, path=args.path, images=args.images, seed=args.seed,
                         model=args.model, device=args.device, dtype=DTYPES.get(args.dtype), overwrite=args.overwrite,
                         skip_missing=args.skip_missing,
@@ -547,6 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--timesteps', type=_timesteps, default=None, help=TIMESTEPS_HELP + " (default: the recipe's)")
     r.add_argument('--lr', type=positive_float, default=None); r.add_argument('--rank', type=positive_int, default=None)
     r.add_argument('--loss', default=None, choices=['hinge', 'ce'])
+    r.add_argument('--sampling', default=None, choices=['grid', 'random'],
+                   help="training timesteps: the scorer's grid and noise bank, or random with fresh noise (official)")
+    r.add_argument('--max-grad-norm', type=positive_float, default=None,
+                   help="clip the gradient norm (official: 1; default: the recipe's, no clipping)")
+    r.add_argument('--lora-init', default=None, choices=['kaiming', 'gaussian'],
+                   help="lora_A's start: PEFT's kaiming (the recipe's) or the official gaussian N(0, 1/rank)")
     r.add_argument('--margin', type=nonnegative_float, default=None)
     r.add_argument('--contrast', default=None, choices=['image', 'text', 'both'], help='keep only these candidates')
     r.add_argument('--n-val', type=nonnegative_int, default=None,

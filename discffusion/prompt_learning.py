@@ -17,14 +17,14 @@ from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from .evaluation import evaluate, build_scorer, image_key, distinct_images
 from .training import Learner, PRECISIONS, checkpoints, check_checkpoint, cosine_schedule
-from .adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
+from .adapters import LORA_INITS, PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
 # %% auto #0
-__all__ = ['TIMESTEP_MODES', 'LOSSES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups', 'candidate_groups',
-           'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs', 'TrainConfig', 'make_trainable',
-           'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit', 'task_shots', 'train_adapter',
-           'adapter_scorer']
+__all__ = ['TIMESTEP_MODES', 'LOSSES', 'OFFICIAL_RECIPE', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups',
+           'candidate_groups', 'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs',
+           'TrainConfig', 'make_trainable', 'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit',
+           'task_shots', 'train_adapter', 'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -150,6 +150,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup: int = 0 # linear warm-up steps, then cosine decay (0: a constant learning rate)
     max_grad_norm: float | None = None # clip the gradient norm (None: no clipping)
+    lora_init: str = 'kaiming' # `lora_A`'s start: 'kaiming' (PEFT's default) or 'gaussian' (official, `add_lora`)
     steps: int = 100 # optimizer steps
     batch_size: int = 8 # groups per micro-batch (what memory sees)
     accumulate: int = 1 # micro-batches per optimizer step (gradient accumulation)
@@ -165,6 +166,8 @@ class TrainConfig:
         if self.loss not in LOSSES: raise ValueError(f"loss: unknown {self.loss!r}; expected one of {LOSSES}")
         if self.sampling not in TIMESTEP_MODES:
             raise ValueError(f"sampling: unknown mode {self.sampling!r}; expected one of {TIMESTEP_MODES}")
+        if self.lora_init not in LORA_INITS:
+            raise ValueError(f"lora_init: expected one of {list(LORA_INITS)}, got {self.lora_init!r}")
         if self.mixed_precision not in (None, *PRECISIONS):
             raise ValueError(f"mixed_precision: expected None or one of {list(PRECISIONS)}, got {self.mixed_precision!r}")
         if self.targets == 'prompt' and not self.prompt_tokens: self.prompt_tokens = 4
@@ -181,6 +184,10 @@ class TrainConfig:
             if f.name in _COUNTS: setattr(self, f.name, check_int(value, f.name, _COUNTS[f.name]))
             elif f.name in _RATES: setattr(self, f.name, check_number(value, f.name, above=_RATES[f.name]))
 
+# the official training recipe (`dsd_train.py`: its arguments and README), as `TrainConfig(**OFFICIAL_RECIPE)`
+OFFICIAL_RECIPE = dict(targets='official', rank=4, loss='hinge', margin=0.1, sampling='random', lr=1e-4,
+                       weight_decay=1e-2, batch_size=1, max_grad_norm=1.0, lora_init='gaussian')
+
 # %% ../nbs/12_prompt_learning.ipynb #a0e404e9
 def _models(scorer: DSDScorer) -> list[torch.nn.Module]:
     "The scorer's UNet, VAE and text encoder (those it has)."
@@ -196,7 +203,8 @@ def make_trainable(scorer: DSDScorer, cfg: TrainConfig):
     "Freeze the scorer's models, add LoRA and/or prompt tokens (the scorer's); return (LoRA config, prompt), or None."
     _check_trainable(scorer, cfg)
     for m in _models(scorer): m.requires_grad_(False)
-    lora = None if cfg.targets == 'prompt' else add_lora(scorer.unet, cfg.targets, cfg.rank, cfg.alpha, cfg.seed)
+    lora = None if cfg.targets == 'prompt' else add_lora(scorer.unet, cfg.targets, cfg.rank, cfg.alpha, cfg.seed,
+                                                         init=cfg.lora_init)
     prompt = None
     if cfg.prompt_tokens:
         dim = scorer.unet.config.cross_attention_dim

@@ -14,7 +14,7 @@ from discffusion.hooks import record_cross_attention
 from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
 from discffusion.evaluation import evaluate, build_scorer, image_key, distinct_images
 from discffusion.training import Learner, PRECISIONS, checkpoints, check_checkpoint, cosine_schedule
-from discffusion.adapters import PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
+from discffusion.adapters import LORA_INITS, PromptTokens, add_lora, carries_adapter, check_adapter_folder, save_adapter
 from discffusion.adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 from fastcore.test import test_eq, test_close, test_fail
 import math, os, tempfile, warnings

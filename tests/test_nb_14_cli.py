@@ -10,6 +10,7 @@ from discffusion.toy import TEXT_ENCODERS
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, shutil, tempfile
 from discffusion.core import embedded_model_path
+from discffusion.adapters import read_adapter_info
 from discffusion.shapes import make_split
 
 
