@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import default_device, embedded_model_path, _quiet_loading
 from .data import Record, Records, open_image, load_records, group_key
-from .scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
+from .scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
 from .scoring import branch_rows, image_count, warn_truncated
 
 # %% auto #0
@@ -333,11 +333,8 @@ def score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=Non
 def score_pairs(self: DenoisingScorer, latents, text_embeddings, timesteps, noise, token_mask=None,
                 uncond_embedding=None) -> torch.Tensor:
     "Differentiable denoising-error score `[R]` of row r (latent, noise, timestep, text r), as `DSDScorer.score_pairs`."
+    t, zt, ctx, target = self.noised_rows(latents, text_embeddings, timesteps, noise)   # as `DSDScorer.score_pairs`
     dev, dt = self.unet.device, self.unet.dtype
-    t = self.row_timesteps(timesteps)   # checked as `DSDScorer.score_pairs` checks them
-    latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)   # noised in fp32, as DSDScorer
-    zt, ctx = self.scheduler.add_noise(latents, noise, t).to(dt), text_embeddings.to(dev, dt)
-    target = row_target(self.scheduler, latents, noise, t)
     err = lambda c: (target - self.unet(zt, t, encoder_hidden_states=c).sample.float()).flatten(1).norm(dim=1)
     if not self.normalize: return -err(ctx)
     uncond = (uncond_embedding if uncond_embedding is not None else self._uncond_embedding()).to(dev, dt)

@@ -435,6 +435,17 @@ def row_timesteps(self: DSDScorer, timesteps) -> torch.Tensor:
                         device=self.unet.device)
 
 @patch
+def noised_rows(self: DSDScorer, latents, text_embeddings, timesteps, noise,
+                with_target: bool = True): # also what the UNet should predict (the denoising term's target)
+    "Each row's (timestep, z_t, text, target or None), on the UNet; noised in fp32, then cast, as `prepare_latents`."
+    dev, dt = self.unet.device, self.unet.dtype
+    t = self.row_timesteps(timesteps)
+    latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)
+    zt = self.scheduler.add_noise(latents, noise, t).to(dt)
+    target = row_target(self.scheduler, latents, noise, t) if with_target else None
+    return t, zt, text_embeddings.to(dev, dt), target
+
+@patch
 def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean scaled latents
                 text_embeddings: torch.Tensor, # [R, S, D]
                 timesteps, # [R] ints: each row's timestep
@@ -443,11 +454,8 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
                 uncond_embedding: torch.Tensor | None = None, # [1, S, D] (default: encoded)
                ) -> torch.Tensor:
     "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
+    t, zt, ctx, target = self.noised_rows(latents, text_embeddings, timesteps, noise, with_target=self.denoise)
     dev, dt = self.unet.device, self.unet.dtype
-    t = self.row_timesteps(timesteps)
-    latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)   # noised in fp32 (`prepare_latents`)
-    zt, ctx = self.scheduler.add_noise(latents, noise, t).to(dt), text_embeddings.to(dev, dt)
-    target = row_target(self.scheduler, latents, noise, t) if self.denoise else None
     mask = None if token_mask is None else token_mask.to(dev)
     with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:
         att, err = _score_rows(self.unet, rec, zt, t, ctx, mask, target)

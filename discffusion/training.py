@@ -183,9 +183,11 @@ class Learner:
             raise ValueError(f"ema_decay: expected a number in [0, 1) (the share of the average kept each step), "
                              f"got {self.ema_decay!r}")
         for k in ('val_every', 'every', 'seed'): check_int(getattr(self, k), k, 0)
-        if self.patience is not None and check_int(self.patience, 'patience') and not self.validates():
-            warnings.warn(f"patience={self.patience} has no effect: nothing is validated (no validate, or val_every=0), "
-                          "so the run never stops early", stacklevel=3)
+        if self.patience is not None:
+            check_int(self.patience, 'patience')
+            if not self.validates():
+                warnings.warn(f"patience={self.patience} has no effect: nothing is validated (no validate, or "
+                              "val_every=0), so the run never stops early", stacklevel=3)
         if not self.named_params(): raise ValueError("model: no trainable parameters (none has requires_grad)")
 
     def validates(self) -> bool:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from discffusion.core import default_device, embedded_model_path, _quiet_loading
 from discffusion.data import Record, Records, open_image, load_records, group_key
-from discffusion.scoring import DSDScorer, noise_bank, denoise_target, row_target, uncond_errors, triple_index
+from discffusion.scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
 from discffusion.scoring import branch_rows, image_count, warn_truncated
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, re, tempfile, time, warnings
