@@ -25,12 +25,12 @@ __all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonn
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
                   texts: list[str], images: list[str], # row and column labels
                   width: int = 48) -> str:
-    "A plain-text table of `scores`, the best image of each text marked with `*`."
+    "A plain-text table of `scores`, the best image of each text marked with `*` (one image: its best text)."
     head = ' ' * width + ''.join(f'{c:>14}' for c in column_labels(images))
+    best = scores == scores.amax(1 if scores.shape[1] > 1 else 0, keepdim=True)   # ties are all marked
     rows = []
-    for t, row in zip(texts, scores.tolist()):
-        best = max(range(len(row)), key=row.__getitem__)
-        cells = ''.join(f"{v:>13.4f}{'*' if j == best else ' '}" for j, v in enumerate(row))
+    for t, row, marks in zip(texts, scores.tolist(), best.tolist()):
+        cells = ''.join(f"{v:>13.4f}{'*' if m else ' '}" for v, m in zip(row, marks))
         rows.append(f'{cut_label(t, width - 2):<{width}}' + cells)
     return '\n'.join([head] + rows)
 
