@@ -143,6 +143,8 @@ def score_records(scorer, records, # any `score(images, texts)` scorer; a list o
                   progress: bool = True) -> list[dict]:
     "Per-record outputs: index, candidate scores, label, subset, kind, group."
     groups = _groups(records)[shard[0]::shard[1]]
+    if hasattr(scorer, 'name_unknown_words'):   # one warning for the whole dataset, not one per new mix of words
+        scorer.name_unknown_words(list(dict.fromkeys(t for r in records for t in r.texts)))
     out = []
     for idx in tqdm(groups, desc='scoring', disable=not progress):
         for i, s in zip(idx, score_group(scorer, [records[i] for i in idx])):

@@ -311,7 +311,7 @@ class DSDScorer:
         self.resolution = self.checked_resolution(resolution)
         self.early_exit, self.adaptive = bool(early_exit), AdaptiveGrid() if adaptive is True else (adaptive or None)
         self.unet_rows = 0 # UNet rows (one image, timestep and context each) the last `score_latents` call ran
-        self._uncond = None
+        self._uncond, self._named_words = None, set()   # `encode_texts` names each unknown word once
         self.source = 'this model' # what the scores come from, for error messages (`from_pretrained`, adapters)
         self.prompt_tokens = None # learnt context vectors (`PromptTokens` of `adapters`) that `encode_texts` appends
 
@@ -573,17 +573,24 @@ def unknown_words(tokenizer, text: str) -> list[str]:
             piece = []
     return out
 
-def warn_unknown_words(tokenizer, texts: list[str]):
+def warn_unknown_words(tokenizer, texts: list[str],
+                       named: set | None = None): # words already named, left out; the words named now are added
     "On a closed vocabulary, one warning naming the words of `texts` the tokenizer splits into pieces, and how many."
     if len(tokenizer) >= CLOSED_VOCABULARY: return  # an open BPE vocabulary splits rare words by design
-    words = list(dict.fromkeys(w for t in texts for w in unknown_words(tokenizer, t)))
+    words = [w for w in dict.fromkeys(w for t in texts for w in unknown_words(tokenizer, t)) if w not in (named or ())]
     if not words: return
+    if named is not None: named.update(words)
     warnings.warn(f"texts: {len(words)} word(s) are not in the model's vocabulary (a closed one of {len(tokenizer)} "
                   f"tokens) and were split into pieces: {', '.join(map(repr, words[:8]))}"
                   f"{' ...' if len(words) > 8 else ''}")
 
 
 # %% ../nbs/04_scoring.ipynb #aaa2a517
+@patch
+def name_unknown_words(self: DSDScorer, texts: list[str]):
+    "`warn_unknown_words` for this scorer's tokenizer: each word it splits into pieces is named once per scorer."
+    if self.tokenizer is not None: warn_unknown_words(self.tokenizer, texts, self._named_words)
+
 @patch
 @torch.no_grad()
 def encode_texts(self: DSDScorer, texts: list[str],
@@ -592,7 +599,7 @@ def encode_texts(self: DSDScorer, texts: list[str],
     if self.text_encoder is None or self.tokenizer is None:
         raise ValueError("text_encoder/tokenizer: this scorer was built without them; use score_latents")
     ids, attention = tokenize(self.tokenizer, texts)
-    warn_unknown_words(self.tokenizer, [texts] if isinstance(texts, str) else texts)
+    self.name_unknown_words([texts] if isinstance(texts, str) else texts)
     dev = self.text_encoder.device
     hidden = torch.cat([self.text_encoder(ids[a:a + self.batch_size].to(dev))[0]
                         for a in range(0, len(ids), self.batch_size)])
