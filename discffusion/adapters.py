@@ -62,7 +62,7 @@ def add_lora(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
              alpha: float | None = None, # LoRA alpha; None = `rank` (scale 1)
              seed: int = 0, # seeds the `lora_A` initialisation
              adapter_name: str = 'default',
-             init: str = 'kaiming', # `lora_A`'s start: 'kaiming' (PEFT's default) or 'gaussian' (official: N(0, 1/r))
+             init: str = 'kaiming', # `lora_A`'s start: 'kaiming' (PEFT's default) or 'gaussian' (official: normal, std 1/r)
             ) -> LoraConfig:
     "Freeze `unet` and add a LoRA adapter on `lora_targets(unet, targets)`; return its config."
     if not isinstance(rank, int) or rank < 1: raise ValueError(f"rank: expected an int >= 1, got {rank!r}")
@@ -303,8 +303,9 @@ def load_adapter(pipe_or_scorer, # a `DSDScorer`, a diffusers Stable Diffusion p
     n = info['prompt_tokens']
     prompt = load_prompt(folder, unet.config.cross_attention_dim, n) if n else None
     if info['lora']:
-        unet.load_lora_adapter(sd, prefix='unet', adapter_name=adapter_name,
-                               metadata={'unet.' + k: v for k, v in config.items()} or None)
+        with torch.random.fork_rng(devices=[]):   # PEFT draws a start that the saved weights replace: not from ours
+            unet.load_lora_adapter(sd, prefix='unet', adapter_name=adapter_name,
+                                   metadata={'unet.' + k: v for k, v in config.items()} or None)
         unet.requires_grad_(False)
     if prompt is not None: pipe_or_scorer.prompt_tokens = prompt.to(unet.device)
     return pipe_or_scorer

@@ -23,8 +23,8 @@ from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adap
 # %% auto #0
 __all__ = ['TIMESTEP_MODES', 'LOSSES', 'OFFICIAL_RECIPE', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups',
            'candidate_groups', 'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs',
-           'TrainConfig', 'make_trainable', 'trainable', 'group_loss', 'checkpoint_safe', 'process_device', 'fit',
-           'task_shots', 'train_adapter', 'adapter_scorer']
+           'TrainConfig', 'make_trainable', 'trainable', 'group_loss', 'checkpoint_safe', 'checkpointing',
+           'process_device', 'fit', 'task_shots', 'train_adapter', 'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -252,6 +252,15 @@ def checkpoint_safe(scorer: DSDScorer, enabled: bool = True):
     "Recorders on the scored layers for a whole run, so gradient checkpointing re-runs the same ops; yields them."
     return record_cross_attention(scorer.unet, scorer.layers, reduce=scorer.pooling) if enabled else nullcontext()
 
+@contextmanager
+def checkpointing(unet, enabled: bool = True):
+    "Gradient checkpointing on `unet` inside the block when `enabled`; afterwards as the caller had it."
+    turn_on = enabled and not unet.is_gradient_checkpointing
+    if turn_on: unet.enable_gradient_checkpointing()
+    try: yield
+    finally:
+        if turn_on: unet.disable_gradient_checkpointing()
+
 def process_device(device=None) -> torch.device:
     "`device`, checked; by default this process's own device (its GPU under `accelerate launch`)."
     if device is not None: return check_device(device)
@@ -313,14 +322,11 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
     groups = train if isinstance(train[0], CandidateGroup) else record_groups(scorer, train, cfg.vae_batch_size)
     with trainable(scorer, cfg) as (lora, prompt):   # a run that raises takes off what it added
         reset_peak_memory(device)   # `00_core`: the peak on `device` from here on
-        if cfg.gradient_checkpointing: scorer.unet.enable_gradient_checkpointing()
-        try:
-            with checkpoint_safe(scorer, cfg.gradient_checkpointing) as rec:
-                learn = _learner(scorer, groups, val, cfg, prompt, out, rec, progress)
-                if resuming: _check_resumable(learn, out)
-                history = learn.fit(resume=resuming)
-        finally:
-            if cfg.gradient_checkpointing: scorer.unet.disable_gradient_checkpointing()
+        with checkpointing(scorer.unet, cfg.gradient_checkpointing), \
+             checkpoint_safe(scorer, cfg.gradient_checkpointing) as rec:
+            learn = _learner(scorer, groups, val, cfg, prompt, out, rec, progress)
+            if resuming: _check_resumable(learn, out)
+            history = learn.fit(resume=resuming)
         return _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, device)
 
 # %% ../nbs/12_prompt_learning.ipynb #126f29e7

@@ -109,12 +109,13 @@ def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3,
     "Freshly initialised (vae, text_encoder, unet, scheduler) for `tokenizer`, deterministic for `seed`."
     from diffusers import AutoencoderKL, UNet2DConditionModel, DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(**vae_config(size))
-    if text_encoder is None:
-        text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
-    else: torch.manual_seed(seed + 7)  # a given encoder: the UNet gets a draw of its own
-    unet = UNet2DConditionModel(**unet_config(size // 4, text_encoder.config.hidden_size))
+    with torch.random.fork_rng(devices=[]):   # seeded draws that leave the caller's random stream as it was
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(**vae_config(size))
+        if text_encoder is None:
+            text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
+        else: torch.manual_seed(seed + 7)  # a given encoder: the UNet gets a draw of its own
+        unet = UNet2DConditionModel(**unet_config(size // 4, text_encoder.config.hidden_size))
     return vae, text_encoder, unet, DDIMScheduler(**scheduler_config())
 
 # %% ../nbs/10_toy_model.ipynb #36f42116

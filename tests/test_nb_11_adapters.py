@@ -106,7 +106,10 @@ def test_cell_3():
     prompt = PromptTokens(3, unet.config.cross_attention_dim, seed=1)
     with tempfile.TemporaryDirectory() as d:
         save_adapter(unet, d, prompt, lora)
-        sc = load_adapter(DSDScorer.from_pretrained(None, device='cpu', timesteps=2), d)
+        fresh = DSDScorer.from_pretrained(None, device='cpu', timesteps=2)
+        torch.manual_seed(5); stream = torch.rand(3)
+        torch.manual_seed(5); sc = load_adapter(fresh, d)
+        test_eq(torch.rand(3), stream)   # loading left the caller's random stream where it was
         saved, loaded = get_peft_model_state_dict(unet), get_peft_model_state_dict(sc.unet, adapter_name='dsd')
         test_eq(sorted(saved), sorted(loaded))
         assert all(torch.equal(saved[k], loaded[k]) for k in saved)

@@ -47,6 +47,12 @@ def test_cell_0():
     torch.testing.assert_close(after, want, atol=0, rtol=0)
     test_fail(lambda: fit(sc, load_shots('shapes-comvg', 2), None, TrainConfig(targets='prompt', steps=1), progress=False),
               contains='already carries an adapter')
+    for had in (False, True):   # checkpointing that `fit` turned on goes off after it; the caller's own stays on
+        ck = DSDScorer.from_pretrained(None, preset='attention', timesteps=[781])
+        if had: ck.unet.enable_gradient_checkpointing()
+        fit(ck, load_shots('shapes-comvg', 2), None, TrainConfig(targets='prompt', steps=1, batch_size=2, val_every=0,
+                                                                 gradient_checkpointing=True), progress=False)
+        test_eq(ck.unet.is_gradient_checkpointing, had)
 
 
 def test_cell_1():
