@@ -494,7 +494,9 @@ def load_rgb(image, # a PIL image or the path of an image file
         raise TypeError(f"{where}: expected a PIL image, a path or a tensor, got {type(image).__name__}")
     mode = image.mode
     if mode in (*_BITS16, 'I', 'F'): image = _to_8bit(image, where)
-    if mode != 'RGB': warnings.warn(f"{where}: converted from mode {mode!r} to RGB")
+    alpha = ('A' in mode and image.getchannel('A').getextrema()[0] < 255) or 'transparency' in image.info
+    if mode != 'RGB': warnings.warn(f"{where}: converted from mode {mode!r} to RGB"
+                                    + ("; its transparency is dropped, not composited" if alpha else ''))
     return image.convert('RGB')
 
 def _square(image: Image.Image, size: int) -> Image.Image:
@@ -537,6 +539,9 @@ def prepare_images(images, size: int) -> torch.Tensor:
     if torch.is_tensor(images): return _tensor_images(images, size)
     out = []
     for i, im in enumerate(images):
+        if torch.is_tensor(im) and im.ndim != 3:   # a batch inside the list would count as one image
+            raise ValueError(f"images[{i}]: a tensor in a list must be one [3, H, W] image, got {tuple(im.shape)}; "
+                             "pass a batch [n, 3, H, W] as the tensor itself")
         if torch.is_tensor(im): out.append(_tensor_images(im, size)); continue
         arr = torch.frombuffer(bytearray(_square(load_rgb(im, f'images[{i}]'), size).tobytes()), dtype=torch.uint8)
         out.append((arr.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1)[None])
