@@ -44,6 +44,7 @@ def tracked_files() -> list[str]:
 
 def test_wheel_holds_the_embedded_model(tmp_path):
     src = tmp_path/'src'   # a copy, so the build leaves no build/ folder in the checkout
+    # --no-build-isolation: build with this environment's setuptools and wheel (dev requirements), offline
     for f in tracked_files():
         if (ROOT/f).is_file(): (src/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT/f, src/f)
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation', '-w',
