@@ -26,9 +26,8 @@ def shapes_clip(hidden: int = 32, # width of both towers
                 image_size: int = 32, seed: int = 0, device='cpu',
                 tokenizer=None, # a shapes-world `CLIPTokenizer`; None: the embedded model's
                ) -> CLIPScorer:
-    "A randomly initialised CLIP scorer for the shapes world."
+    "A randomly initialised CLIP scorer for the shapes world, drawn from `seed` without touching the global stream."
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer, CLIPImageProcessorPil
-    torch.manual_seed(seed)
     tok = tokenizer or CLIPTokenizer.from_pretrained(embedded_model_path()/'tokenizer')
     tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
                  num_attention_heads=max(1, hidden // 16))
@@ -38,7 +37,9 @@ def shapes_clip(hidden: int = 32, # width of both towers
                      projection_dim=projection)
     size = dict(shortest_edge=image_size), dict(height=image_size, width=image_size)
     proc = CLIPProcessor(image_processor=CLIPImageProcessorPil(size=size[0], crop_size=size[1]), tokenizer=tok)
-    return CLIPScorer(CLIPModel(cfg), proc, device=device)
+    with torch.random.fork_rng(devices=[]):   # the weights are drawn on the CPU: only its generator is seeded
+        torch.default_generator.manual_seed(seed); model = CLIPModel(cfg)
+    return CLIPScorer(model, proc, device=device)
 
 # %% ../nbs/09_clip.ipynb #a162a9a7
 def _soft_targets(captions: list[str]) -> torch.Tensor:

@@ -20,38 +20,48 @@ from discffusion.shapes import make_split
 
 
 def test_cell_0():
+    # building a CLIP leaves the caller's random stream where it was: it draws its weights from a stream of its own
+    import torch
+    small = lambda: shapes_clip(hidden=16, layers=1, patch=16, projection=8, seed=5)
+    torch.manual_seed(1); untouched = torch.rand(2)
+    torch.manual_seed(1); small_weights = small().model.state_dict(); after_build = torch.rand(2)
+    assert torch.equal(after_build, untouched), (after_build, untouched)
+    torch.manual_seed(2); torch.testing.assert_close(small().model.state_dict(), small_weights)   # the seed alone sets them
+
+
+def test_cell_1():
     # pre-training is deterministic for a seed, trains every weight, caps the temperature, and checks its arguments
     import torch
     from fastcore.test import test_eq, test_fail
     from discffusion.data import shapes_records
     tiny = lambda: shapes_clip(hidden=16, layers=1, patch=16, projection=8)
-    imgs = [r.query for r in shapes_records('train', 8, types=['color_change'])]
-    caps = [r.candidates[0] for r in shapes_records('train', 8, types=['color_change'])]
+    tiny_imgs = [r.query for r in shapes_records('train', 8, types=['color_change'])]
+    tiny_caps = [r.candidates[0] for r in shapes_records('train', 8, types=['color_change'])]
     a, b = tiny(), tiny()
-    test_eq(pretrain_clip(a, imgs, caps, steps=3, batch_size=4, warmup=1, progress=False),
-            pretrain_clip(b, imgs, caps, steps=3, batch_size=4, warmup=1, progress=False))
+    test_eq(pretrain_clip(a, tiny_imgs, tiny_caps, steps=3, batch_size=4, warmup=1, progress=False),
+            pretrain_clip(b, tiny_imgs, tiny_caps, steps=3, batch_size=4, warmup=1, progress=False))
     torch.testing.assert_close(a.model.state_dict(), b.model.state_dict())
     assert not torch.equal(a.model.text_projection.weight, tiny().model.text_projection.weight)
     assert a.model.logit_scale.exp() <= 100 and not a.model.training
-    test_fail(lambda: pretrain_clip(a, imgs, caps[:3]), contains='captions: expected one per image (8), got 3')
-    test_fail(lambda: pretrain_clip(a, imgs, caps, batch_size=9), contains='batch_size: expected 2..8')
-    test_fail(lambda: pretrain_clip(a, imgs, caps, steps=50, batch_size=4, progress=False),   # the default warm-up of 100
+    test_fail(lambda: pretrain_clip(a, tiny_imgs, tiny_caps[:3]), contains='captions: expected one per image (8), got 3')
+    test_fail(lambda: pretrain_clip(a, tiny_imgs, tiny_caps, batch_size=9), contains='batch_size: expected 2..8')
+    test_fail(lambda: pretrain_clip(a, tiny_imgs, tiny_caps, steps=50, batch_size=4, progress=False),  # default warm-up 100
               contains='warmup: expected at most steps=50 warm-up steps')
 
 
-def test_cell_1():
+def test_cell_2():
     # the temperature cap holds after every step, even at a learning rate that pushes logit_scale up fast
     import math, torch
     from discffusion.data import shapes_records
-    clip = shapes_clip(hidden=16, layers=1, patch=16, projection=8)
-    recs = shapes_records('train', 8, types=['color_change'])
-    with torch.no_grad(): clip.model.logit_scale.fill_(math.log(90))
-    imgs, caps = [r.query for r in recs], [r.candidates[0] for r in recs]
-    pretrain_clip(clip, imgs, caps, steps=5, batch_size=8, lr=0.5, warmup=1, progress=False)
-    assert clip.model.logit_scale.item() <= math.log(100) + 1e-6
+    tiny_clip = shapes_clip(hidden=16, layers=1, patch=16, projection=8)
+    tiny_recs = shapes_records('train', 8, types=['color_change'])
+    with torch.no_grad(): tiny_clip.model.logit_scale.fill_(math.log(90))
+    tiny_imgs, tiny_caps = [r.query for r in tiny_recs], [r.candidates[0] for r in tiny_recs]
+    pretrain_clip(tiny_clip, tiny_imgs, tiny_caps, steps=5, batch_size=8, lr=0.5, warmup=1, progress=False)
+    assert tiny_clip.model.logit_scale.item() <= math.log(100) + 1e-6
 
 
-def test_cell_2():
+def test_cell_3():
     # fine-tuning is deterministic for a seed, changes only what it trains, and lowers the loss
     import torch
     from fastcore.test import test_eq, test_fail
@@ -70,22 +80,22 @@ def test_cell_2():
     test_fail(lambda: finetune_clip(a, recs, epochs=0), contains='epochs: expected an int >= 1, got 0')
 
 
-def test_cell_3():
+def test_cell_4():
     # a saved shapes CLIP loads back and scores as before; the shipped one loads offline
     import json, tempfile, torch
     from pathlib import Path
     from fastcore.test import test_eq, test_fail
     from discffusion.data import shapes_records
     rec = shapes_records('test', 1, types=['relation_flip'])[0]
-    clip = shapes_clip(hidden=16, layers=1, patch=16, projection=8, seed=3)
+    small = shapes_clip(hidden=16, layers=1, patch=16, projection=8, seed=3)
     with tempfile.TemporaryDirectory() as d:
-        again = shipped_shapes_clip(save_shapes_clip(clip, Path(d)/'clip'))
-        torch.testing.assert_close(again.score([rec.query], rec.candidates), clip.score([rec.query], rec.candidates))
+        again = shipped_shapes_clip(save_shapes_clip(small, Path(d)/'clip'))
+        torch.testing.assert_close(again.score([rec.query], rec.candidates), small.score([rec.query], rec.candidates))
         test_fail(lambda: shipped_shapes_clip(d), contains=f"folder: no CLIP model in {d}")
-        # `clip` has scored: the padding and truncation that call set are not saved, and it scores the same after
-        saved = json.loads((save_shapes_clip(clip, Path(d)/'again')/'tokenizer.json').read_text())
+        # `small` has scored: the padding and truncation that call set are not saved, and it scores the same after
+        saved = json.loads((save_shapes_clip(small, Path(d)/'again')/'tokenizer.json').read_text())
         test_eq((saved['padding'], saved['truncation']), (None, None))
-        torch.testing.assert_close(again.score([rec.query], rec.candidates), clip.score([rec.query], rec.candidates))
+        torch.testing.assert_close(again.score([rec.query], rec.candidates), small.score([rec.query], rec.candidates))
     # the shipped one: trained on the seen colour-shape pairs, it tells a caption from its hard negatives there
     from discffusion.evaluation import evaluate
     seen = shapes_records('val', 20)
