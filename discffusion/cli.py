@@ -13,13 +13,13 @@ from .toy import TEXT_ENCODERS
 
 # %% auto #0
 __all__ = ['READERS', 'ALIASES', 'SWITCHES', 'PATH_FLAGS', 'positive_int', 'nonnegative_int', 'LOG_REFRESH_S', 'LOG_DEFAULTS',
-           'TIMESTEPS_HELP', 'UNREAD', 'DTYPES', 'DTYPE_HELP', 'format_matrix', 'cut_label', 'column_labels',
-           'one_line', 'in_flag_words', 'BadInput', 'flag_by_value', 'cli_message', 'blame', 'OneLineParser',
-           'finite_float', 'positive_float', 'nonnegative_float', 'writable_file', 'nonfinite_at', 'finite_result',
-           'one_line_warnings', 'RunMeter', 'progress_for_logs', 'adapter_line', 'model_name', 'cmd_score',
-           'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo', 'refuse_unread',
-           'eval_records', 'scorer_options', 'weights_dtype', 'cmd_eval', 'check_training_part', 'cmd_train',
-           'build_parser', 'run_device', 'run', 'main']
+           'TIMESTEPS_HELP', 'DEMO_TIMESTEPS', 'UNREAD', 'DTYPES', 'DTYPE_HELP', 'format_matrix', 'cut_label',
+           'column_labels', 'one_line', 'in_flag_words', 'BadInput', 'flag_by_value', 'cli_message', 'blame',
+           'OneLineParser', 'finite_float', 'positive_float', 'nonnegative_float', 'writable_file', 'nonfinite_at',
+           'finite_result', 'one_line_warnings', 'RunMeter', 'progress_for_logs', 'adapter_line', 'model_name',
+           'cmd_score', 'cmd_train_toy', 'demo_rows', 'run_demo', 'demo_figure', 'figure_formats', 'cmd_demo',
+           'refuse_unread', 'eval_records', 'scorer_options', 'weights_dtype', 'cmd_eval', 'check_training_part',
+           'cmd_train', 'build_parser', 'run_device', 'run', 'main']
 
 # %% ../nbs/14_cli.ipynb #a8aea437
 def format_matrix(scores: torch.Tensor, # [n_text, n_img]
@@ -240,6 +240,7 @@ def progress_for_logs(stream=None, # where the bars go (default: `sys.stderr`)
         for name, method in saved.items(): setattr(bar, name, method)
 
 # %% ../nbs/14_cli.ipynb #2b4eda80
+# S=30: the official default of --sampling_time_steps (dsd_infer.py, line 161)
 TIMESTEPS_HELP = ("'official' (the official grid, S=30), 'official:S' (the official grid of S sampling steps), "
                   "'spaced:N' (N timesteps spaced over 200-800), or timesteps: 781, or 200,500")
 
@@ -314,6 +315,8 @@ def cmd_train_toy(args) -> Path:
     return out
 
 # %% ../nbs/14_cli.ipynb #5fa1b966
+DEMO_TIMESTEPS = 10   # `demo --timesteps` default: spaced:10
+
 def demo_rows(example) -> list[tuple[str, str]]:
     "(label, text) rows for one shapes-world example: its caption, then its hard negatives."
     from discffusion.shapes import caption, HARD_NEGATIVES
@@ -485,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--split', default='test', choices=['train', 'val', 'test'],
                    help='test (default): every image holds a colour-shape pair never seen in training; val: seen pairs')
     d.add_argument('--preset', default='official', choices=presets)
-    d.add_argument('--timesteps', type=_timesteps, default=10, help=TIMESTEPS_HELP + ' (default spaced:10)')
+    d.add_argument('--timesteps', type=_timesteps, default=DEMO_TIMESTEPS,
+                   help=TIMESTEPS_HELP + f' (default spaced:{DEMO_TIMESTEPS})')
     d.add_argument('--out', default='demo.png', help='where to save the figure (default demo.png)')
     d.add_argument('--seed', type=nonnegative_int, default=0)
     s = sub.add_parser('score', help='score texts against images')
@@ -553,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--max-grad-norm', type=positive_float, default=None,
                    help="clip the gradient norm (official: 1; default: the recipe's, no clipping)")
     r.add_argument('--lora-init', default=None, choices=['kaiming', 'gaussian'],
-                   help="lora_A's start: PEFT's kaiming (the recipe's) or the official gaussian N(0, 1/rank)")
+                   help="lora_A's start: PEFT's kaiming (the recipe's) or the official gaussian, std 1/rank")
     r.add_argument('--margin', type=nonnegative_float, default=None)
     r.add_argument('--contrast', default=None, choices=['image', 'text', 'both'], help='keep only these candidates')
     r.add_argument('--n-val', type=nonnegative_int, default=None,

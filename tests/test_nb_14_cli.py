@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from discffusion.toy import TEXT_ENCODERS
 from fastcore.test import test_eq, test_close, test_fail
-import contextlib, io, shutil, tempfile
+import contextlib, inspect, io, shutil, tempfile
+from IPython.display import Markdown, display
 from discffusion.core import embedded_model_path
 from discffusion.adapters import read_adapter_info
 from discffusion.shapes import make_split
