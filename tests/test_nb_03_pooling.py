@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from discffusion.core import check_int
 from fastcore.test import test_eq, test_close, test_fail
+from IPython.display import Markdown, display
 import matplotlib.pyplot as plt
 
 

@@ -16,11 +16,11 @@ from diffusers.training_utils import EMAModel
 def test_cell_0():
     # the embedded model's recipe fits a linear regression: warm-up, cosine to a tenth, clipping at 1, EMA
     import torch
-    X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); Y = X @ torch.tensor([1., -2., 3.]) + 0.5
+    xs = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); ys = xs @ torch.tensor([1., -2., 3.]) + 0.5
     torch.manual_seed(0); model = torch.nn.Linear(3, 1)
     def loss(gen, i):
         idx = torch.randint(64, (8,), generator=gen)
-        return torch.nn.functional.mse_loss(model(X[idx]).squeeze(1), Y[idx])
+        return torch.nn.functional.mse_loss(model(xs[idx]).squeeze(1), ys[idx])
     h = Learner(model, loss, 400, lr=0.1, schedule=cosine_schedule(20, 0.1), ema_decay=0.99, progress=False).fit()
     test_close(model.weight.detach(), torch.tensor([[1., -2., 3.]]), eps=0.02)
     test_close(model.bias.item(), 0.5, eps=0.02)
@@ -31,12 +31,12 @@ def test_cell_1():
     # an interrupted run resumes from its last checkpoint and ends bit for bit where an uninterrupted run ends
     import tempfile, torch
     from pathlib import Path
-    X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); Y = X @ torch.tensor([1., -2., 3.]) + 0.5
+    xs = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); ys = xs @ torch.tensor([1., -2., 3.]) + 0.5
     def run(out=None, stop=None, lr=0.05, resume=True):
         torch.manual_seed(0); model = torch.nn.Linear(3, 1)
         def loss(gen, i):
             idx = torch.randint(64, (8,), generator=gen)
-            return torch.nn.functional.mse_loss(model(X[idx]).squeeze(1), Y[idx])
+            return torch.nn.functional.mse_loss(model(xs[idx]).squeeze(1), ys[idx])
         def interrupt(learn):
             if learn.state.step == stop: raise KeyboardInterrupt
         Learner(model, loss, 20, lr=lr, schedule=cosine_schedule(3, 0.1), ema_decay=0.9, out=out, every=5,
@@ -60,12 +60,12 @@ def test_cell_1():
 def test_cell_2():
     # a checkpoint past `steps` is refused before anything loads; one at `steps` finishes; the meters cover the whole run
     import tempfile, time, torch
-    X = torch.randn(16, 3, generator=torch.Generator().manual_seed(0)); Y = X.sum(1)
+    xs = torch.randn(16, 3, generator=torch.Generator().manual_seed(0)); ys = xs.sum(1)
     def learner(out, steps):
         torch.manual_seed(0); model = torch.nn.Linear(3, 1)
         def loss(gen, i):
             time.sleep(0.02)
-            return torch.nn.functional.mse_loss(model(X).squeeze(1), Y)
+            return torch.nn.functional.mse_loss(model(xs).squeeze(1), ys)
         return Learner(model, loss, steps, lr=0.05, out=out, progress=False), model
     with tempfile.TemporaryDirectory() as d:
         first, model = learner(d, 4); h = first.fit()
@@ -95,12 +95,12 @@ def test_cell_3():
 def test_cell_4():
     # gradient accumulation: 4 micro-batches of 4 rows give the weights of batches of 16 rows
     import torch
-    X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); Y = X @ torch.tensor([1., -2., 3.]) + 0.5
+    xs = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); ys = xs @ torch.tensor([1., -2., 3.]) + 0.5
     def train(batch_size, accumulate):
         torch.manual_seed(0); model = torch.nn.Linear(3, 1)
         def loss(gen, i):
             rows = torch.arange(i * batch_size, (i + 1) * batch_size) % 64
-            return torch.nn.functional.mse_loss(model(X[rows]).squeeze(1), Y[rows])
+            return torch.nn.functional.mse_loss(model(xs[rows]).squeeze(1), ys[rows])
         Learner(model, loss, 6, lr=0.05, accumulate=accumulate, progress=False).fit()
         return model.weight.detach()
     test_close(train(4, 4), train(16, 1), eps=1e-6)
@@ -110,13 +110,13 @@ def test_cell_4():
 def test_cell_5():
     # bf16 autocast on the CPU: bf16 activations, fp32 trainable weights, and the regression converges
     import torch
-    X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); Y = X @ torch.tensor([1., -2., 3.]) + 0.5
+    xs = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); ys = xs @ torch.tensor([1., -2., 3.]) + 0.5
     torch.manual_seed(0); model = torch.nn.Linear(3, 1).to(torch.bfloat16)
     seen = set()
     def loss(gen, i):
         idx = torch.randint(64, (8,), generator=gen)
-        out = model(X[idx]).squeeze(1); seen.add(out.dtype)
-        return torch.nn.functional.mse_loss(out.float(), Y[idx])
+        out = model(xs[idx]).squeeze(1); seen.add(out.dtype)
+        return torch.nn.functional.mse_loss(out.float(), ys[idx])
     Learner(model, loss, 300, lr=0.05, mixed_precision='bf16', progress=False).fit()
     test_eq(seen, {torch.bfloat16}); test_eq(model.weight.dtype, torch.float32)
     test_close(model.weight.detach(), torch.tensor([[1., -2., 3.]]), eps=0.05)
