@@ -14,6 +14,7 @@ from peft.utils import get_peft_model_state_dict
 from diffusers.models.attention_processor import Attention
 from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 from .scoring import DSDScorer
+from .core import seeded_draws
 
 # %% auto #0
 __all__ = ['LORA_PRESETS', 'LORA_INITS', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'ADAPTER_FILES', 'MEMORY_KINDS',
@@ -70,8 +71,7 @@ def add_lora(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=lora_targets(unet, targets),
                         init_lora_weights=LORA_INITS[init])
     unet.requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):   # PEFT draws lora_A on the CPU: only the CPU generator is seeded
-        torch.default_generator.manual_seed(seed); unet.add_adapter(config, adapter_name=adapter_name)
+    with seeded_draws(seed): unet.add_adapter(config, adapter_name=adapter_name)   # PEFT draws lora_A on the CPU
     return config
 
 # %% ../nbs/11_adapters.ipynb #852ed2a1

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import check_int, embedded_model_path
+from .core import check_int, embedded_model_path, seeded_draws
 from .data import Record
 from .evaluation import CLIPScorer
 from .training import Learner, cosine_schedule
@@ -37,8 +37,7 @@ def shapes_clip(hidden: int = 32, # width of both towers
                      projection_dim=projection)
     size = dict(shortest_edge=image_size), dict(height=image_size, width=image_size)
     proc = CLIPProcessor(image_processor=CLIPImageProcessorPil(size=size[0], crop_size=size[1]), tokenizer=tok)
-    with torch.random.fork_rng(devices=[]):   # the weights are drawn on the CPU: only its generator is seeded
-        torch.default_generator.manual_seed(seed); model = CLIPModel(cfg)
+    with seeded_draws(seed): model = CLIPModel(cfg)   # the weights are drawn on the CPU
     return CLIPScorer(model, proc, device=device)
 
 # %% ../nbs/09_clip.ipynb #a162a9a7

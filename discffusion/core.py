@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['GiB', 'default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
-           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'check_int', 'check_number',
+           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'seeded_draws', 'check_int', 'check_number',
            'reset_peak_memory', 'peak_memory', 'device_name', 'Usage', 'track_usage', 'gpu_options']
 
 # %% ../nbs/00_core.ipynb #d019dddc
@@ -142,6 +142,14 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
 def seeded_generator(seed: int, device: str | torch.device = 'cpu') -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed`."
     return torch.Generator(device=device).manual_seed(int(seed))
+
+# %% ../nbs/00_core.ipynb #fefca260
+@contextmanager
+def seeded_draws(seed: int):
+    "Inside the block the global CPU generator is seeded with `seed`; afterwards the caller's stream is as it was."
+    with torch.random.fork_rng(devices=[]):   # the CPU stream only: building on the CPU draws nothing else
+        torch.default_generator.manual_seed(int(seed))
+        yield
 
 # %% ../nbs/00_core.ipynb #362dea46
 def check_int(value, # the option's value

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from .shapes import COLORS, SHAPES, RELATIONS, Scene, Obj, caption, render, make_split
 from .training import Learner, cosine_schedule, checkpoints, settings_diff
-from .core import _quiet_loading, check_int, check_number
+from .core import _quiet_loading, check_int, check_number, seeded_draws
 from .clip import shapes_clip, pretrain_clip, save_shapes_clip
 try: from transformers.models.clip.tokenization_clip import bytes_to_unicode  # transformers 4
 except ImportError: from transformers.convert_slow_tokenizer import bytes_to_unicode  # transformers 5 keeps it here
@@ -109,12 +109,11 @@ def build_models(tokenizer, seed: int = 0, size: int = 32, text_layers: int = 3,
     "Freshly initialised (vae, text_encoder, unet, scheduler) for `tokenizer`, deterministic for `seed`."
     from diffusers import AutoencoderKL, UNet2DConditionModel, DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
-    with torch.random.fork_rng(devices=[]):   # seeded draws that leave the caller's random stream as it was
-        torch.manual_seed(seed)
+    with seeded_draws(seed):   # the caller's random stream stays as it was
         vae = AutoencoderKL(**vae_config(size))
         if text_encoder is None:
             text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(tokenizer, layers=text_layers)))
-        else: torch.manual_seed(seed + 7)  # a given encoder: the UNet gets a draw of its own
+        else: torch.default_generator.manual_seed(seed + 7)  # a given encoder: the UNet gets a draw of its own
         unet = UNet2DConditionModel(**unet_config(size // 4, text_encoder.config.hidden_size))
     return vae, text_encoder, unet, DDIMScheduler(**scheduler_config())
 

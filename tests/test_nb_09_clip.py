@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from discffusion.core import check_int, embedded_model_path
+from discffusion.core import check_int, embedded_model_path, seeded_draws
 from discffusion.data import Record
 from discffusion.evaluation import CLIPScorer
 from discffusion.training import Learner, cosine_schedule

@@ -11,6 +11,7 @@ from peft.utils import get_peft_model_state_dict
 from diffusers.models.attention_processor import Attention
 from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 from discffusion.scoring import DSDScorer
+from discffusion.core import seeded_draws
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, shutil
 from unittest import mock
