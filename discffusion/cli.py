@@ -216,6 +216,14 @@ LOG_DEFAULTS = {'__init__': dict(mininterval=LOG_REFRESH_S, maxinterval=LOG_REFR
 
 def _is_terminal(stream) -> bool: return bool(getattr(stream, 'isatty', lambda: False)())
 
+def _delay_nested(init):
+    "tqdm's `__init__` with a bar opened under an open one shown only once it has run `LOG_REFRESH_S` seconds."
+    def __init__(self, *args, **kwargs):
+        if any(bar is not self for bar in list(getattr(type(self), '_instances', ()))):   # tqdm's `__new__` adds self
+            kwargs.setdefault('delay', LOG_REFRESH_S)
+        init(self, *args, **kwargs)
+    return __init__
+
 def _widget_bars() -> bool:
     "Whether `tqdm.auto` bars are notebook widgets here (a Jupyter kernel with ipywidgets), which redraw in place."
     from tqdm.auto import tqdm as auto
@@ -234,6 +242,7 @@ def progress_for_logs(stream=None, # where the bars go (default: `sys.stderr`)
     for name, defaults in LOG_DEFAULTS.items():   # `__init__` is a partialmethod: tqdm's `envwrap` put TQDM_* there
         method = saved[name]
         func, given = (method.func, method.keywords) if isinstance(method, partialmethod) else (method, {})
+        if name == '__init__': func = _delay_nested(func)
         setattr(bar, name, partialmethod(func, **(defaults | given)))   # a user's TQDM_* still wins
     try: yield
     finally:

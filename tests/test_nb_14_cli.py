@@ -115,3 +115,21 @@ def test_cell_5():
           f'ending in {lines} newline')
     assert default >= 6 and logged <= 2 and lines == 1
     test_eq(tqdm.__dict__['set_postfix'].__name__, 'set_postfix')   # tqdm as it was, after the block
+
+
+def test_cell_6():
+    # a quick bar under another one (the scorer's per-query bar under eval's) leaves nothing in a log: no cursor codes
+    from tqdm.std import tqdm
+    def nested_log(log_mode: bool, outer=3) -> str:
+        "What an outer bar of `outer` steps, each running a quick inner bar, writes to a log."
+        log = io.StringIO()
+        with progress_for_logs(log, widgets=False) if log_mode else contextlib.nullcontext():
+            for _ in tqdm(range(outer), desc='scoring', file=log):
+                for _ in tqdm(range(2), desc='DSD', file=log, leave=None): pass
+        return log.getvalue()
+    plain, logged = nested_log(False), nested_log(True)
+    assert plain.count('DSD') >= 3 and '\x1b[A' in plain, plain   # what a log got before
+    assert 'DSD' not in logged and '\x1b' not in logged and logged.count('scoring') == 2, logged
+    with progress_for_logs(io.StringIO(), widgets=False):   # a bar of its own, or one given its own delay, as before
+        test_eq((tqdm(range(1), file=io.StringIO()).delay, tqdm(range(1), file=io.StringIO(), delay=0.5).delay), (0, 0.5))
+        with tqdm(range(1), file=io.StringIO()) as outer: test_eq(tqdm(range(1), file=io.StringIO()).delay, LOG_REFRESH_S)
