@@ -4,13 +4,14 @@
 
 # %% ../nbs/12_prompt_learning.ipynb #f97eddf7
 from __future__ import annotations
-import json, time, warnings
+import hashlib, json, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
+from PIL import Image
 from .core import check_device, check_int, check_number, default_device, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
@@ -21,10 +22,11 @@ from .adapters import LORA_INITS, PromptTokens, add_lora, carries_adapter, check
 from .adapters import load_adapter, read_adapter_info, lora_targets, remove_adapter
 
 # %% auto #0
-__all__ = ['TIMESTEP_MODES', 'LOSSES', 'OFFICIAL_RECIPE', 'SHAPES_POOL', 'CandidateGroup', 'encode_images', 'record_groups',
-           'candidate_groups', 'training_noise', 'score_groups', 'hinge_loss', 'ce_loss', 'hardest_pairs',
-           'TrainConfig', 'make_trainable', 'trainable', 'group_loss', 'checkpoint_safe', 'checkpointing',
-           'process_device', 'fit', 'task_shots', 'train_adapter', 'adapter_scorer']
+__all__ = ['TIMESTEP_MODES', 'LOSSES', 'OFFICIAL_RECIPE', 'RUN_NAMES', 'SHAPES_POOL', 'CandidateGroup', 'encode_images',
+           'record_groups', 'candidate_groups', 'training_noise', 'score_groups', 'hinge_loss', 'ce_loss',
+           'hardest_pairs', 'TrainConfig', 'make_trainable', 'trainable', 'group_loss', 'checkpoint_safe',
+           'checkpointing', 'process_device', 'fingerprint', 'run_identity', 'fit', 'task_shots', 'train_adapter',
+           'adapter_scorer']
 
 # %% ../nbs/12_prompt_learning.ipynb #86b54753
 @dataclass
@@ -279,7 +281,8 @@ def _precision(cfg: TrainConfig, unet) -> str | None:
 # %% ../nbs/12_prompt_learning.ipynb #37c1badf
 _RESUMABLE = ('steps', 'val_every', 'patience', 'checkpoint_every', 'gradient_checkpointing', 'vae_batch_size')
 
-def _learner(scorer, groups, val, cfg, prompt, out, rec, progress) -> Learner:
+def _learner(scorer, groups, val, cfg, prompt, out, rec, progress,
+             run: dict | None = None) -> Learner: # what else a checkpoint must match (`run_identity`)
     "The one training loop on `groups`, validated by `evaluate` on `val`."
     def loss_fn(gen, i):
         "The loss of micro-batch `i`, and the batch's accuracy."
@@ -292,14 +295,51 @@ def _learner(scorer, groups, val, cfg, prompt, out, rec, progress) -> Learner:
                    schedule=cosine_schedule(cfg.warmup) if cfg.warmup else None, max_grad_norm=cfg.max_grad_norm,
                    accumulate=cfg.accumulate, mixed_precision=_precision(cfg, scorer.unet), validate=validate,
                    val_every=cfg.val_every if val else 0, patience=cfg.patience, out=out, every=cfg.checkpoint_every,
-                   settings={k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE}, seed=cfg.seed,
+                   settings={k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE} | (run or {}), seed=cfg.seed,
                    progress=progress)
+
+# %% ../nbs/12_prompt_learning.ipynb #e3795bb5
+def _trained_for(scorer: DSDScorer) -> dict:
+    "What `adapter_scorer` needs to score as in training: the scorer's kind, preset, timestep grid and noise seed."
+    return dict(kind=scorer.kind, preset=scorer.preset, timesteps=list(scorer.timesteps), seed=scorer.seed)
+
+def _image_bytes(image) -> bytes:
+    "An image as a fingerprint sees it: a PIL image by its pixels; a file by its path (a `Crop` with its box)."
+    if isinstance(image, Image.Image): return f'{image.mode}{image.size}'.encode() + image.tobytes()
+    return repr((str(getattr(image, 'path', image)), getattr(image, 'box', None))).encode()
+
+def _tensor_bytes(t: torch.Tensor | None) -> bytes:
+    "A tensor's raw bytes (none for None)."
+    return b'' if t is None else t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+def fingerprint(items: list | None) -> str | None: # `Record`s, or `CandidateGroup`s already encoded
+    "A short sha256 of training items: each record's kind, label, subset, texts and images, or each group's tensors."
+    if not items: return None
+    h = hashlib.sha256()
+    for x in items:
+        if isinstance(x, CandidateGroup): parts = [_tensor_bytes(t) for t in (x.latents, x.hidden, x.mask)] + [x.kind.encode()]
+        else: parts = [repr((x.kind, x.label, list(x.texts))).encode()] + [_image_bytes(im) for im in x.images]
+        for part in parts + [str(x.subset).encode()]: h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:16]
+
+RUN_NAMES = {'training_data': 'the training shots', 'validation_data': 'the validation records'} # in refusals
+
+def run_identity(scorer: DSDScorer, train: list, val: list | None = None,
+                 info: dict | None = None) -> dict: # the run's description (`train_adapter`'s: dataset, file, K, model)
+    "What else a resumed checkpoint must have been written with: the data's fingerprints, the scoring, the run."
+    scoring = _trained_for(scorer) | dict(
+        layers=list(scorer.layers), pooling=scorer.pooling.method, topk=scorer.pooling.k, token_mask=scorer.token_mask,
+        denoise=scorer.denoise, uncond_attention=scorer.uncond_attention, normalize=getattr(scorer, 'normalize', None))
+    described = {k: v for k, v in (info or {}).items() if k != 'seed'}   # the seed is the config's already
+    return (dict(training_data=fingerprint(train), validation_data=fingerprint(val))
+            | {f'scoring.{k}': v for k, v in scoring.items()} | described)   # flat: a refusal names the one that differs
 
 # %% ../nbs/12_prompt_learning.ipynb #6f66f7a2
 def _check_resumable(learn: Learner, out: Path):
     "`check_checkpoint` on the last checkpoint in `out`, named by `out` (the folder given), with an adapter's way out."
     held = ", replacing the adapter it already holds from that run" if check_adapter_folder(out, overwrite=True) else ''
     check_checkpoint(checkpoints(out)[-1], learn.run_settings(), learn.steps, name=f"the checkpoint in {out}",
+                     names=RUN_NAMES,
                      way_out=f"pass overwrite=True (CLI: --overwrite) to start afresh in {out}{held}, or choose "
                              "another folder")
 
@@ -318,22 +358,19 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
     resuming = resume and not overwrite and out is not None and bool(checkpoints(out))
     if out is not None and not resuming: check_adapter_folder(out, overwrite)   # refused before training
     _check_trainable(scorer, cfg)   # bad input fails before the scorer changes: the adapter, device, shots
+    run = run_identity(scorer, train, val, info)
     device = process_device(device); _move(scorer, device)
     groups = train if isinstance(train[0], CandidateGroup) else record_groups(scorer, train, cfg.vae_batch_size)
     with trainable(scorer, cfg) as (lora, prompt):   # a run that raises takes off what it added
         reset_peak_memory(device)   # `00_core`: the peak on `device` from here on
         with checkpointing(scorer.unet, cfg.gradient_checkpointing), \
              checkpoint_safe(scorer, cfg.gradient_checkpointing) as rec:
-            learn = _learner(scorer, groups, val, cfg, prompt, out, rec, progress)
+            learn = _learner(scorer, groups, val, cfg, prompt, out, rec, progress, run)
             if resuming: _check_resumable(learn, out)
             history = learn.fit(resume=resuming)
         return _end_fit(scorer, learn, lora, prompt, cfg, history, out, info, device)
 
 # %% ../nbs/12_prompt_learning.ipynb #126f29e7
-def _trained_for(scorer: DSDScorer) -> dict:
-    "What `adapter_scorer` needs to score as in training: the scorer's kind, preset, timestep grid and noise seed."
-    return dict(kind=scorer.kind, preset=scorer.preset, timesteps=list(scorer.timesteps), seed=scorer.seed)
-
 def _run_cost(learn: Learner) -> dict:
     "The whole run's time and peak memory (`08_training`'s meters, kept in its checkpoints), and where this call began."
     s = learn.state

@@ -117,12 +117,13 @@ def save_checkpoint(accelerator, root: str | Path, step: int, settings: dict, ke
 def check_checkpoint(folder: Path, settings: dict, # a checkpoint folder, and this run's settings
                      steps: int | None = None, # the steps asked for: a checkpoint past them is refused (None: any)
                      way_out: str = 'pass resume=False to start afresh, or another folder', # the remedy it names
-                     name: str | None = None): # how the error names the checkpoint (None: by its folder)
+                     name: str | None = None, # how the error names the checkpoint (None: by its folder)
+                     names: dict | None = None): # how to say some settings (`settings_diff`), beside the parameters
     "A one-line error for a checkpoint written with other `settings` (naming what differs) or past `steps`."
     saved = json.loads((folder/'settings.json').read_text()) if (folder/'settings.json').exists() else None
     name = name or str(folder)
     if saved != (now := json.loads(json.dumps(settings, sort_keys=True))):
-        said = settings_diff(saved or {}, now, {'params': 'the trained parameters'}) or 'none saved'
+        said = settings_diff(saved or {}, now, {'params': 'the trained parameters'} | (names or {})) or 'none saved'
         raise ValueError(f"resume: {name} was written with other settings: {said}; {way_out}")
     if steps is not None and (at := checkpoint_step(folder)) > steps:
         raise ValueError(f"resume: {name} is at step {at}, past the {steps} steps asked for; ask for {at} steps or "
