@@ -5,14 +5,15 @@
 # %% ../nbs/00_core.ipynb #1ca92f56
 from __future__ import annotations
 import json, math, numbers, warnings
+import numpy as np
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['GiB', 'default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
-           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'seeded_draws', 'check_int', 'check_number',
-           'reset_peak_memory', 'peak_memory', 'device_name', 'Usage', 'track_usage', 'gpu_options']
+           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'seeded_draws', 'check_int', 'check_bool',
+           'check_number', 'reset_peak_memory', 'peak_memory', 'device_name', 'Usage', 'track_usage', 'gpu_options']
 
 # %% ../nbs/00_core.ipynb #d019dddc
 def default_device() -> torch.device:
@@ -159,6 +160,12 @@ def check_int(value, # the option's value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
     return int(value)
+
+def check_bool(value, # the switch's value
+               name: str) -> bool: # the switch's name, for the error
+    "`value` as a bool if it is one (a numpy bool too), else an error naming `name`: 'no' is not False."
+    if not isinstance(value, (bool, np.bool_)): raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
 
 # %% ../nbs/00_core.ipynb #8b48d642
 def check_number(value, # the option's value

@@ -67,6 +67,8 @@ def select_layers(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
         else: raise ValueError(f"layers: unknown selection {layers!r}; expected 'official', 'all', 'down', 'mid', "
                                f"'up' or a list of {names}")
         if not chosen: raise ValueError(f"layers: {layers!r} selects none of this UNet's cross-attention layers {names}")
+    elif not isinstance(layers, (list, tuple, set, frozenset)):
+        raise ValueError(f"layers: expected 'official', 'all', 'down', 'mid', 'up' or a list of layer names, got {layers!r}")
     else:
         unknown = [n for n in layers if n not in names]
         if unknown or not layers:

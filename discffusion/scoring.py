@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from diffusers import DDPMScheduler, EulerDiscreteScheduler
 from diffusers.models.attention_processor import AttnProcessor
-from .core import load_pipeline, seeded_generator, check_int
+from .core import load_pipeline, seeded_generator, check_int, check_bool, check_number
 from .hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
@@ -24,9 +24,10 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 # %% auto #0
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
-           'AdaptiveGrid', 'resolve_timesteps', 'checked_timesteps', 'explicit_timesteps', 'DSDScorer', 'triple_index',
-           'load_rgb', 'one_image', 'image_count', 'prepare_images', 'warn_truncated', 'tokenize', 'unknown_words',
-           'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
+           'AdaptiveGrid', 'check_token_mask', 'check_uncond', 'resolve_timesteps', 'checked_timesteps',
+           'explicit_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'one_image', 'image_count', 'prepare_images',
+           'warn_truncated', 'as_texts', 'tokenize', 'unknown_words', 'warn_unknown_words', 'stratified_order',
+           'survivors', 'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -46,6 +47,9 @@ def spaced_timesteps(n: int, # how many timesteps
                     ) -> list[int]:
     "`n` timesteps evenly spaced over [low, high] (the midpoint when n == 1)."
     if not isinstance(n, int) or n < 1: raise ValueError(f"timesteps: a count needs an int >= 1, got {n!r}")
+    if n > high - low + 1:   # more would repeat timesteps, and count them twice in the mean
+        raise ValueError(f"timesteps: a count of at most {high - low + 1} distinct timesteps fits in [{low}, {high}], "
+                         f"got {n}; pass a list for another grid")
     return [round((low + high) / 2)] if n == 1 else [round(low + (high - low) * i / (n - 1)) for i in range(n)]
 
 
@@ -206,6 +210,15 @@ class AdaptiveGrid:
     z: float = 3.0 # drop a candidate whose mean gap to the leader exceeds z standard errors of the paired gaps
     seed: int = 0 # seeds the visiting order
 
+    def __post_init__(self):
+        check_int(self.strata, 'strata'); check_number(self.z, 'z', above=True); check_int(self.seed, 'seed', 0)
+
+def _adaptive_grid(adaptive) -> AdaptiveGrid | None:
+    "`DSDScorer`'s `adaptive` read: an `AdaptiveGrid` as it is, True for the default one, False for none."
+    if isinstance(adaptive, AdaptiveGrid): return adaptive
+    try: return AdaptiveGrid() if check_bool(adaptive, 'adaptive') else None
+    except ValueError: raise ValueError(f"adaptive: expected True, False or an AdaptiveGrid, got {adaptive!r}") from None
+
 PRESETS = {
     'official':    dict(layers='official', pooling='lse', token_mask='all', denoise=True, uncond_attention=True,
                         timesteps='official'),
@@ -228,6 +241,25 @@ def _check_latents(latents, text_embeddings, noise, timesteps):
                          f"got {tuple(noise.shape)}")
     for name, x in (('latents', latents), ('text_embeddings', text_embeddings), ('noise', noise)):
         if not torch.isfinite(x).all(): raise ValueError(f"{name}: contains NaN or Inf")
+
+def check_token_mask(token_mask, text_embeddings: torch.Tensor): # [n, S] bool or None; the [n, S, D] it masks
+    "A clear error for a token mask that is not `[n, S]` bool, one per text, with some token in every row."
+    if token_mask is None: return
+    n, S = text_embeddings.shape[:2]
+    if not torch.is_tensor(token_mask) or token_mask.dtype != torch.bool or tuple(token_mask.shape) != (n, S):
+        got = tuple(token_mask.shape) if torch.is_tensor(token_mask) else type(token_mask).__name__
+        raise ValueError(f"token_mask: expected a bool tensor [{n}, {S}] (one row per text), got {got}"
+                         + (f" {token_mask.dtype}" if torch.is_tensor(token_mask) else ''))
+    if not (empty := (~token_mask.any(1)).nonzero().flatten().tolist()) == []:
+        raise ValueError(f"token_mask: rows {empty[:8]} select no token, so they have no score")
+
+def check_uncond(uncond_embedding, text_embeddings: torch.Tensor): # [1, S, D] or None; the [n, S, D] beside it
+    "A clear error for an unconditional embedding that is not `[1, S, D]` like the texts' embeddings."
+    if uncond_embedding is None: return
+    want = (1, *text_embeddings.shape[1:])
+    if not torch.is_tensor(uncond_embedding) or tuple(uncond_embedding.shape) != want:
+        got = tuple(uncond_embedding.shape) if torch.is_tensor(uncond_embedding) else type(uncond_embedding).__name__
+        raise ValueError(f"uncond_embedding: expected [{', '.join(map(str, want))}] (the embedding of \"\"), got {got}")
 
 def resolve_timesteps(timesteps, # 'official', 'official:S', an int count, or a list of timesteps
                       scheduler) -> list[int]:
@@ -298,8 +330,9 @@ class DSDScorer:
         opts = PRESETS[preset] | {k: v for k, v in given.items() if v is not None}
         self.preset, self.unet, self.vae, self.text_encoder, self.tokenizer = preset, unet, vae, text_encoder, tokenizer
         self.scheduler = DDPMScheduler.from_config(scheduler.config)
-        self.layers, self.denoise = select_layers(unet, opts['layers']), bool(opts['denoise'])
-        self.token_mask, self.uncond_attention = opts['token_mask'], bool(opts['uncond_attention'])
+        self.layers, self.denoise = select_layers(unet, opts['layers']), check_bool(opts['denoise'], 'denoise')
+        self.token_mask = opts['token_mask']
+        self.uncond_attention = check_bool(opts['uncond_attention'], 'uncond_attention')
         self.pooling = TokenPooling(opts['pooling'], topk)
         real_token_mask(torch.ones(1, 1), self.token_mask)  # validates the name
         if self.uncond_attention and self.token_mask != 'all':
@@ -309,7 +342,7 @@ class DSDScorer:
         self.seed, self.batch_size = check_int(seed, 'seed', 0), check_int(batch_size, 'batch_size', 1)
         self.progress = progress
         self.resolution = self.checked_resolution(resolution)
-        self.early_exit, self.adaptive = bool(early_exit), AdaptiveGrid() if adaptive is True else (adaptive or None)
+        self.early_exit, self.adaptive = check_bool(early_exit, 'early_exit'), _adaptive_grid(adaptive)
         self.unet_rows = 0 # UNet rows (one image, timestep and context each) the last `score_latents` call ran
         self._uncond, self._named_words = None, set()   # `encode_texts` names each unknown word once
         self.source = 'this model' # what the scores come from, for error messages (`from_pretrained`, adapters)
@@ -341,12 +374,31 @@ class DSDScorer:
 
 # %% ../nbs/04_scoring.ipynb #860c8baa
 @patch
+def check_widths(self: DSDScorer, latents: torch.Tensor, text_embeddings: torch.Tensor):
+    "A clear error when the latents' channels or the embeddings' width are not what this UNet takes."
+    c = self.unet.config
+    if latents.ndim == 4 and latents.shape[1] != c.in_channels:
+        raise ValueError(f"latents: expected {c.in_channels} channels (the UNet's in_channels), got {latents.shape[1]}")
+    if text_embeddings.ndim == 3 and text_embeddings.shape[-1] != c.cross_attention_dim:
+        raise ValueError(f"text_embeddings: expected width {c.cross_attention_dim} (the UNet's cross_attention_dim), "
+                         f"got {text_embeddings.shape[-1]}")
+
+@patch
+def check_text_extras(self: DSDScorer, text_embeddings, token_mask, uncond_embedding):
+    "Clear errors for a token mask or unconditional embedding that does not fit the texts, or a missing mask."
+    if token_mask is None and self.token_mask == 'real':
+        raise ValueError("token_mask: this scorer pools over real tokens only (token_mask='real'); pass the mask "
+                         "that encode_texts returns beside the embeddings")
+    check_token_mask(token_mask, text_embeddings); check_uncond(uncond_embedding, text_embeddings)
+
+@patch
 def prepare_latents(self: DSDScorer, latents, text_embeddings, timesteps=None, noise=None):
     "Default the grid and noise bank, check and move the inputs, noise them: (timesteps, latents, ctx, noise, zt)."
     n_train = self.scheduler.config.num_train_timesteps
     timesteps = self.timesteps if timesteps is None else explicit_timesteps(timesteps, n_train)
     noise = noise_bank(len(timesteps), tuple(latents.shape[1:]), self.seed) if noise is None else noise
     _check_latents(latents, text_embeddings, noise, timesteps)
+    self.check_widths(latents, text_embeddings)
     dev, dt = self.unet.device, self.unet.dtype
     # the latents and the noise stay fp32: the scheduler casts its ᾱ to their dtype, and bf16 rounds ᾱ to 1 near t = 0
     latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)
@@ -374,6 +426,7 @@ def timestep_scores(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] c
                     uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (default: encoded)
                    ) -> torch.Tensor:
     "Each timestep's DSD score `[T, n_text, n_img]` (NaN where adaptive evaluation dropped a candidate)."
+    self.check_text_extras(text_embeddings, token_mask, uncond_embedding)
     timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
     T, n_img, n_text = len(timesteps), len(latents), len(ctx)
     target = denoise_target(self.scheduler, latents, noise, timesteps).float() if self.denoise else None
@@ -428,6 +481,16 @@ def check_finite(self: DSDScorer, scores: torch.Tensor) -> torch.Tensor:
 
 
 # %% ../nbs/04_scoring.ipynb #69386c68
+def _check_rows(latents, text_embeddings, t, noise):
+    "A clear error unless latents, text embeddings, timesteps and noise have one row each, `[R, ...]`, nothing broadcast."
+    if latents.ndim != 4 or len(latents) == 0:
+        raise ValueError(f"latents: expected [R > 0, C, H, W], got {tuple(latents.shape)}")
+    R = len(latents)
+    for name, x in (('text_embeddings', text_embeddings), ('timesteps', t), ('noise', noise)):
+        if len(x) != R: raise ValueError(f"{name}: expected one row per latent ({R}), got {len(x)}")
+    if tuple(noise.shape) != tuple(latents.shape):
+        raise ValueError(f"noise: expected the latents' shape {tuple(latents.shape)}, got {tuple(noise.shape)}")
+
 @patch
 def row_timesteps(self: DSDScorer, timesteps) -> torch.Tensor:
     "Per-row timesteps `[R]`, checked (`explicit_timesteps`), as a long tensor on the UNet's device."
@@ -440,6 +503,7 @@ def noised_rows(self: DSDScorer, latents, text_embeddings, timesteps, noise,
     "Each row's (timestep, z_t, text, target or None), on the UNet; noised in fp32, then cast, as `prepare_latents`."
     dev, dt = self.unet.device, self.unet.dtype
     t = self.row_timesteps(timesteps)
+    _check_rows(latents, text_embeddings, t, noise); self.check_widths(latents, text_embeddings)
     latents, noise = latents.to(dev, torch.float32), noise.to(dev, torch.float32)
     zt = self.scheduler.add_noise(latents, noise, t).to(dt)
     target = row_target(self.scheduler, latents, noise, t) if with_target else None
@@ -454,6 +518,7 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
                 uncond_embedding: torch.Tensor | None = None, # [1, S, D] (default: encoded)
                ) -> torch.Tensor:
     "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
+    self.check_text_extras(text_embeddings, token_mask, uncond_embedding)
     t, zt, ctx, target = self.noised_rows(latents, text_embeddings, timesteps, noise, with_target=self.denoise)
     dev, dt = self.unet.device, self.unet.dtype
     mask = None if token_mask is None else token_mask.to(dev)
@@ -492,6 +557,7 @@ def load_rgb(image, # a PIL image or the path of an image file
         except Exception as e: raise ValueError(f"{where}: cannot read {path} as an image ({e})") from e
     if not isinstance(image, Image.Image):
         raise TypeError(f"{where}: expected a PIL image, a path or a tensor, got {type(image).__name__}")
+    if 0 in image.size: raise ValueError(f"{where}: an empty image ({image.width} x {image.height} pixels)")
     mode = image.mode
     if mode in (*_BITS16, 'I', 'F'): image = _to_8bit(image, where)
     alpha = ('A' in mode and image.getchannel('A').getextrema()[0] < 255) or 'transparency' in image.info
@@ -511,9 +577,9 @@ def _square(image: Image.Image, size: int) -> Image.Image:
 # %% ../nbs/04_scoring.ipynb #2424affe
 def _tensor_images(x: torch.Tensor, size: int) -> torch.Tensor:
     "[3,H,W] or [n,3,H,W], uint8 in [0,255] or floats in [0,1] -> [n,3,size,size] in [-1,1], cropped and resized."
-    x = x[None] if x.ndim == 3 else x
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"images: tensors must be [3, H, W] or [n, 3, H, W], got {tuple(x.shape)}")
+    given, x = tuple(x.shape), x[None] if x.ndim == 3 else x
+    if x.ndim != 4 or x.shape[1] != 3 or 0 in x.shape:
+        raise ValueError(f"images: tensors must be [3, H, W] or [n, 3, H, W] with n, H, W > 0, got {given}")
     if x.dtype == torch.uint8: x = x.float() / 255
     elif not x.is_floating_point():
         raise TypeError(f"images: a {x.dtype} tensor is ambiguous; pass uint8 values in [0, 255] or floats in [0, 1]")
@@ -535,6 +601,8 @@ def image_count(images) -> int:
 def prepare_images(images, size: int) -> torch.Tensor:
     "PIL images, paths or tensors -> `[n, 3, size, size]` in [-1, 1]."
     if one_image(images): images = [images]
+    if not (torch.is_tensor(images) or isinstance(images, (list, tuple))):
+        raise TypeError(f"images: expected a PIL image, a path, a tensor, or a list of them, got {type(images).__name__}")
     if len(images) == 0: raise ValueError("images: empty; pass at least one image")
     if torch.is_tensor(images): return _tensor_images(images, size)
     out = []
@@ -554,9 +622,16 @@ def warn_truncated(tokenizer, texts: list[str], limit: int):
         if len(ids) > limit:
             warnings.warn(f"texts[{i}] is {len(ids)} tokens long; truncated to the tokenizer's limit of {limit} tokens")
 
+def as_texts(texts) -> list:
+    "`texts` as a list: one string, or an iterable of them (bytes are not text); else an error naming `texts`."
+    if isinstance(texts, str): return [texts]
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise TypeError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
+    return list(texts)
+
 def tokenize(tokenizer, texts: list[str]):
     "Pad/truncate `texts` to `model_max_length`, warning about each truncated one: (input_ids, attention_mask)."
-    if isinstance(texts, str): texts = [texts]
+    texts = as_texts(texts)
     if len(texts) == 0: raise ValueError("texts: empty; pass at least one text")
     for i, t in enumerate(texts):
         if not isinstance(t, str): raise TypeError(f"texts[{i}]: expected a string, got {type(t).__name__}")
@@ -572,9 +647,9 @@ def unknown_words(tokenizer, text: str) -> list[str]:
     "Words of `text` that a CLIP-style BPE tokenizer splits into several pieces (not one token of its vocabulary)."
     out, piece = [], []
     for tok in tokenizer.tokenize(text):
-        piece.append(tok.removesuffix('</w>'))
-        if tok.endswith('</w>'):
-            if len(piece) > 1: out.append(''.join(piece))
+        piece.append(tok)
+        if tok.endswith('</w>'):   # the pieces decoded: byte-level codes such as 'Ãł' back to the user's 'à'
+            if len(piece) > 1: out.append(tokenizer.convert_tokens_to_string(piece).replace('</w>', '').strip())
             piece = []
     return out
 
@@ -638,8 +713,7 @@ def _uncond_embedding(self: DSDScorer) -> torch.Tensor:
 def score(self: DSDScorer, images, # PIL images, paths, or tensors in [0, 1]
           texts: list[str]) -> torch.Tensor:
     "The DSD score matrix `[len(texts), len(images)]`: entry [i, j] scores text i against image j."
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    ctx, mask = self.encode_texts(texts)
+    ctx, mask = self.encode_texts(as_texts(texts))
     return self.score_latents(self.encode_images(images), ctx, token_mask=mask)
 
 @patch(cls_method=True)

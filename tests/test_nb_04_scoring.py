@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from diffusers import DDPMScheduler, EulerDiscreteScheduler
 from diffusers.models.attention_processor import AttnProcessor
-from discffusion.core import load_pipeline, seeded_generator, check_int
+from discffusion.core import load_pipeline, seeded_generator, check_int, check_bool, check_number
 from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, layer_name, StopForward
 from discffusion.pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 from fastcore.test import test_eq, test_close, test_fail
@@ -41,42 +41,85 @@ from discffusion.data import load_records
 
 def test_cell_0():
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 32, 64, 64), norm_num_groups=8,
+    t_unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 32, 64, 64), norm_num_groups=8,
         down_block_types=('CrossAttnDownBlock2D',)*3 + ('DownBlock2D',),
         up_block_types=('UpBlock2D',) + ('CrossAttnUpBlock2D',)*3,
         cross_attention_dim=24, attention_head_dim=8).eval()
-    sched = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
+    t_sched = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
     lat, txt, unc = torch.randn(2, 4, 8, 8), torch.randn(3, 6, 24), torch.randn(1, 6, 24)
-    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0], [1] * 6]).bool()
-    ts = [50, 900]; eps = noise_bank(2, (4, 8, 8), seed=1)
+    t_mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0], [1] * 6]).bool()
+    t_ts = [50, 900]; t_eps = noise_bank(2, (4, 8, 8), seed=1)
     cases = [('official', 'lse', True, False), ('up', 'topk', False, False), (['down.1.0', 'mid.0'], 'max', False, False),
              ('all', 'mean', True, False)]
     for layers, pooling, denoise, half in cases:
-        sc = DSDScorer(unet, sched, layers=layers, pooling=pooling, denoise=denoise, uncond_attention=half, batch_size=4)
-        ref = reference_score(unet, sched, lat, txt, ts, eps, unc, layers=layers, pooling=pooling, token_mask=mask,
+        sc = DSDScorer(t_unet, t_sched, layers=layers, pooling=pooling, denoise=denoise, uncond_attention=half, batch_size=4)
+        ref = reference_score(t_unet, t_sched, lat, txt, t_ts, t_eps, unc, layers=layers, pooling=pooling, token_mask=t_mask,
                               denoise=denoise, uncond_attention=half)
-        torch.testing.assert_close(sc.score_latents(lat, txt, ts, eps, mask, unc), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(sc.score_latents(lat, txt, t_ts, t_eps, t_mask, unc), ref, atol=1e-5, rtol=1e-5)
     for denoise in (True, False):  # the official unconditional half, with and without the denoising term (all tokens)
-        sc = DSDScorer(unet, sched, preset='official', denoise=denoise, batch_size=3)
-        ref = reference_score(unet, sched, lat, txt, ts, eps, unc, denoise=denoise, uncond_attention=True)
-        torch.testing.assert_close(sc.score_latents(lat, txt, ts, eps, uncond_embedding=unc), ref, atol=1e-5, rtol=1e-5)
+        sc = DSDScorer(t_unet, t_sched, preset='official', denoise=denoise, batch_size=3)
+        ref = reference_score(t_unet, t_sched, lat, txt, t_ts, t_eps, unc, denoise=denoise, uncond_attention=True)
+        torch.testing.assert_close(sc.score_latents(lat, txt, t_ts, t_eps, uncond_embedding=unc), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_cell_1():
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 64), norm_num_groups=8,
+    t_unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 64), norm_num_groups=8,
         down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
         cross_attention_dim=16, attention_head_dim=4).eval()
-    sched = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
+    t_sched = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
     lat, txt, unc = torch.randn(4, 4, 8, 8), torch.randn(5, 7, 16), torch.randn(1, 7, 16)
     for denoise in (False, True):
-        full = {bs: DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700],
+        full = {bs: DSDScorer(t_unet, t_sched, denoise=denoise, timesteps=[100, 700],
                               batch_size=bs).score_latents(lat, txt, uncond_embedding=unc) for bs in (1, 3, 64)}
         torch.testing.assert_close(full[1], full[3], atol=1e-5, rtol=0)
         torch.testing.assert_close(full[1], full[64], atol=1e-5, rtol=0)
-        alone = DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700],
+        alone = DSDScorer(t_unet, t_sched, denoise=denoise, timesteps=[100, 700],
                           batch_size=1).score_latents(lat[2:3], txt[4:5], uncond_embedding=unc)
         torch.testing.assert_close(alone[0, 0], full[64][4, 2], atol=1e-5, rtol=0)
-        shuffled = DSDScorer(unet, sched, denoise=denoise, timesteps=[100, 700],
+        shuffled = DSDScorer(t_unet, t_sched, denoise=denoise, timesteps=[100, 700],
                              batch_size=7).score_latents(lat.flip(0), txt.flip(0), uncond_embedding=unc)
         torch.testing.assert_close(shuffled, full[64].flip(0).flip(1), atol=1e-5, rtol=0)
+
+
+def test_cell_2():
+    # bad input is refused, naming the argument, before anything runs: options, the lower-level calls, images and texts
+    import torch
+    from PIL import Image
+    from fastcore.test import test_fail
+    from discffusion.scoring import DSDScorer, AdaptiveGrid, unknown_words
+    for opts, said in ((dict(denoise='no'), "denoise: expected True or False, got 'no'"),
+                       (dict(adaptive='yes'), "adaptive: expected True, False or an AdaptiveGrid, got 'yes'"),
+                       (dict(early_exit=1), 'early_exit: expected True or False, got 1'),
+                       (dict(layers=3), "layers: expected 'official', 'all'"),
+                       (dict(timesteps=700), 'timesteps: a count of at most 601 distinct timesteps fits in [200, 800]')):
+        test_fail(lambda: DSDScorer.from_pretrained(None, **opts), contains=said)
+    test_fail(lambda: AdaptiveGrid(strata=0), contains='strata: expected an int >= 1, got 0')
+    test_fail(lambda: AdaptiveGrid(z=-1.0), contains='z: expected a finite number > 0')
+    bad_real = DSDScorer.from_pretrained(None, preset='attention', token_mask='real', timesteps=[300])
+    bad_official = DSDScorer.from_pretrained(None, preset='official', timesteps=[300])
+    bad_img = Image.new('RGB', (32, 32), 'red')
+    bad_texts = ['a red circle', 'a blue square', 'a red square']
+    bad_lat = bad_real.encode_images([bad_img]); bad_ctx, bad_mask = bad_real.encode_texts(bad_texts)
+    test_fail(lambda: bad_real.score_latents(bad_lat, bad_ctx), contains='this scorer pools over real tokens only')
+    torch.testing.assert_close(bad_real.score_latents(bad_lat, bad_ctx, token_mask=bad_mask), bad_real.score(bad_img, bad_texts))
+    S, D = bad_ctx.shape[1:]
+    test_fail(lambda: bad_real.score_latents(bad_lat, bad_ctx, token_mask=bad_mask.repeat(2, 1)),
+              contains=f'token_mask: expected a bool tensor [3, {S}] (one row per text), got (6, {S})')
+    test_fail(lambda: bad_real.score_latents(bad_lat, bad_ctx, token_mask=torch.zeros_like(bad_mask)),
+              contains='token_mask: rows [0, 1, 2] select no token')
+    test_fail(lambda: bad_official.score_latents(bad_lat, bad_ctx, uncond_embedding=bad_ctx[:2]),
+              contains=f'uncond_embedding: expected [1, {S}, {D}]')
+    test_fail(lambda: bad_official.score_latents(bad_lat[:, :3], bad_ctx), contains='latents: expected 4 channels')
+    test_fail(lambda: bad_official.score_latents(bad_lat, bad_ctx[..., :D // 2]), contains=f'text_embeddings: expected width {D}')
+    bad_rows, bad_noise = bad_lat.expand(3, -1, -1, -1), torch.randn(3, *bad_lat.shape[1:])   # score_pairs: nothing broadcast
+    test_fail(lambda: bad_official.score_pairs(bad_rows, bad_ctx, [500] * 3, bad_noise[:1]), contains='noise: expected one row per latent (3), got 1')
+    test_fail(lambda: bad_official.score_pairs(bad_rows, bad_ctx, [500], bad_noise), contains='timesteps: expected one row per latent (3), got 1')
+    test_fail(lambda: bad_official.score_pairs(bad_lat, bad_ctx, [500] * 3, bad_noise), contains='text_embeddings: expected one row per latent (1), got 3')
+    test_fail(lambda: bad_official.score(None, ['a']), contains='images: expected a PIL image, a path, a tensor, or a list of them, got NoneType')
+    test_fail(lambda: bad_official.score([bad_img], 5), contains='texts: expected a string or a list of strings, got int')
+    test_fail(lambda: bad_official.score([bad_img], b'ab'), contains='got bytes')
+    test_fail(lambda: bad_official.score([Image.new('RGB', (0, 32))], ['a']), contains='images[0]: an empty image (0 x 32 pixels)')
+    test_fail(lambda: bad_official.score(torch.rand(32, 32, 3), ['a']), contains='got (32, 32, 3)')   # as passed, not [None]'d
+    test_fail(lambda: bad_official.score(torch.rand(3, 0, 32), ['a']), contains='with n, H, W > 0, got (3, 0, 32)')
+    test_eq(unknown_words(bad_official.tokenizer, 'un café 红色'), ['un', 'café', '红色'])   # the user's words, not byte codes
