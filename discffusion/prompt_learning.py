@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from PIL import Image
-from .core import check_device, check_int, check_number, default_device, reset_peak_memory
+from .core import check_bool, check_device, check_int, check_number, default_device, reset_peak_memory
 from .scoring import DSDScorer, noise_bank
 from .hooks import record_cross_attention
 from .data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
@@ -174,6 +174,7 @@ class TrainConfig:
             raise ValueError(f"mixed_precision: expected None or one of {list(PRECISIONS)}, got {self.mixed_precision!r}")
         if self.targets == 'prompt' and not self.prompt_tokens: self.prompt_tokens = 4
         self._check_numbers()
+        self.gradient_checkpointing = check_bool(self.gradient_checkpointing, 'gradient_checkpointing')
         if self.warmup > self.steps:
             raise ValueError(f"warmup: expected at most steps={self.steps} warm-up steps (with more, the learning "
                              f"rate never reaches lr), got {self.warmup}")
@@ -354,6 +355,8 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
         info: dict | None = None) -> dict: # more fields for the adapter's `adapter.json`
     "Train LoRA and/or prompt tokens on `train` through the score itself; keep the best validated state; save to `out`."
     cfg = cfg or TrainConfig()
+    resume, progress, overwrite = (check_bool(v, k) for k, v in dict(resume=resume, progress=progress,
+                                                                      overwrite=overwrite).items())
     if not train: raise ValueError("train: no training records")
     resuming = resume and not overwrite and out is not None and bool(checkpoints(out))
     if out is not None and not resuming: check_adapter_folder(out, overwrite)   # refused before training

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from PIL import Image
-from discffusion.core import check_device, check_int, check_number, default_device, reset_peak_memory
+from discffusion.core import check_bool, check_device, check_int, check_number, default_device, reset_peak_memory
 from discffusion.scoring import DSDScorer, noise_bank
 from discffusion.hooks import record_cross_attention
 from discffusion.data import Record, Records, open_image, load_records, draw_shots, subsample, KINDS, group_count
@@ -159,6 +159,8 @@ def test_cell_5():
         test_fail(lambda: fit(DSDScorer.from_pretrained(None, preset='official', timesteps=[781]), other, cfg=cfg, out=out,
                               progress=False), contains='the training shots')
         test_eq(read_adapter_info(train_adapter(out, 'shapes-comvg', **kw))['resumed_from'], 2)   # its own run resumes
+        test_fail(lambda: fit(DSDScorer.from_pretrained(None), other, cfg=cfg, progress='no'),   # 'no' is not False
+                  contains="progress: expected True or False, got 'no'")
 
 
 def test_cell_6():
