@@ -4,7 +4,8 @@
 
 # %% ../nbs/07_evaluation.ipynb #ac19aee8
 from __future__ import annotations
-import dataclasses, math, os
+import dataclasses, math, numbers, os
+from collections.abc import Iterable
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,37 +13,46 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import default_device, embedded_model_path, _quiet_loading
+from .core import default_device, embedded_model_path, _quiet_loading, check_int
 from .data import Record, Records, open_image, load_records, group_key
 from .scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
-from .scoring import branch_rows, image_count, warn_truncated
+from .scoring import branch_rows, warn_truncated, one_image, prepare_images, as_texts
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'hits_at', 'bootstrap_ci', 'image_key',
            'distinct_images', 'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics',
-           'subset_metrics', 'summarize', 'evaluate', 'format_results', 'print_results', 'plot_results',
-           'DenoisingScorer', 'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder', 'build_scorer',
-           'both_directions', 'dataset_records', 'run_eval']
+           'subset_metrics', 'checked_ks', 'summarize', 'record_list', 'evaluate', 'format_results', 'print_results',
+           'plot_results', 'DenoisingScorer', 'image_list', 'checked_texts', 'BlankImageControl', 'CLIPScorer',
+           'shapes_clip_folder', 'build_scorer', 'both_directions', 'dataset_records', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
+def _checked_label(label, n: int) -> int:
+    "`label` as the index of one of `n` candidates; not a negative one, which Python would count from the end."
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= label < n:
+        raise ValueError(f"label: expected the index of one of the {n} candidates, in [0, {n}), got {label!r}")
+    return int(label)
+
 def hit_at(scores, # the candidates' scores
            label: int, # index of the right candidate
            k: int = 1) -> float:
     "Probability that the right candidate ranks in the top `k`, ties broken at random."
-    s = torch.as_tensor(scores, dtype=torch.float64)
+    s, k = torch.as_tensor(scores, dtype=torch.float64), check_int(k, 'k', 1)
     if not torch.isfinite(s).all(): raise ValueError(f"scores: contain NaN or Inf: {s.tolist()}")
+    label = _checked_label(label, len(s))
     higher, ties = int((s > s[label]).sum()), int((s == s[label]).sum()) - 1
     return float(min(max((k - higher) / (ties + 1), 0.0), 1.0))
 
 def wins(scores, label: int) -> bool:
     "Whether the right candidate scores strictly higher than every other (Winoground's rule)."
     s = torch.as_tensor(scores, dtype=torch.float64)
+    label = _checked_label(label, len(s))
     return bool((s[label] > torch.cat([s[:label], s[label + 1:]])).all())
 
 # %% ../nbs/07_evaluation.ipynb #dba0773a
 def hits_at(outputs: list[dict], # `score_records`' outputs: each with its `scores` and `label`
             k: int = 1) -> np.ndarray:
     "`hit_at` of every output, `[len(outputs)]`, in one array computation (ragged candidate lists padded with -inf)."
+    k = check_int(k, 'k', 1)
     if not outputs: return np.zeros(0)
     sizes, labels = np.array([len(o['scores']) for o in outputs]), np.array([o['label'] for o in outputs])
     if (bad := np.flatnonzero((labels < 0) | (labels >= sizes))).size:   # -1 would read the padding
@@ -73,10 +83,13 @@ def _boot_means(v: np.ndarray, n_boot: int, rng: np.random.Generator,
 def bootstrap_ci(values, # per-record values (0/1 hits, or fractions), or [runs, records] (e.g. seeds x examples)
                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     "Percentile-bootstrap interval of the mean of `values` (runs x records: runs resampled, then records)."
+    n_boot = check_int(n_boot, 'n_boot', 0)   # 0: no interval (NaN), for a caller that wants the mean alone
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+        raise ValueError(f"level: expected a fraction with 0 < level < 1 (0.95 for a 95% interval), got {level!r}")
     v = np.asarray(values, dtype=float)
     if v.ndim == 2 and len(v) == 1: v = v[0]  # one run: its records
     if v.ndim not in (1, 2): raise ValueError(f"values: expected [records] or [runs, records], got shape {v.shape}")
-    if v.size == 0 or n_boot < 1: return (math.nan, math.nan)
+    if v.size == 0 or n_boot == 0: return (math.nan, math.nan)
     means = _boot_means(v, n_boot, np.random.default_rng(seed))
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
@@ -195,10 +208,19 @@ def subset_metrics(outputs, ks=(1, 5), n_boot: int = 1000, seed: int = 0) -> dic
 
 DIRECTIONS = {'text': 'image→text', 'image': 'text→image'} # the row of each kind of record, when a set has both
 
+def checked_ks(ks) -> tuple[int, ...]:
+    "`ks` as a tuple of ints >= 1 (R@k: the right candidate among the top k), or an error naming `ks`."
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise ValueError(f"ks: expected a list of ints >= 1, e.g. (1, 5), got {ks!r}")
+    ks = tuple(ks)
+    if bad := [k for k in ks if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1]:
+        raise ValueError(f"ks: expected ints >= 1 (R@k ranks the right candidate among the top k), got {bad}")
+    return tuple(int(k) for k in ks)
+
 def summarize(outputs, # `score_records`' outputs, or a list of runs of them (the same records)
               ks=(1, 5), n_boot: int = 1000, seed: int = 0) -> dict:
     "`{subset: metrics, ..., 'all': metrics}`, plus a row per direction when records go both ways in separate groups."
-    runs = _runs(outputs)
+    runs, ks = _runs(outputs), checked_ks(ks)
     if not runs[0]: raise ValueError("records: nothing to evaluate (0 records)")
     part = lambda at: [[r[i] for i in at] for r in runs]   # the runs hold the same records in the same order
     subsets = {s: at for s, at in _positions(o['subset'] for o in runs[0]).items() if s != 'all'}
@@ -209,13 +231,23 @@ def summarize(outputs, # `score_records`' outputs, or a list of runs of them (th
     return res | {'all': subset_metrics(runs, ks, n_boot, seed)}
 
 # %% ../nbs/07_evaluation.ipynb #c170ffa8
+def record_list(records) -> list[Record]:
+    "`records` (a list, `Records`, or any iterable of `Record`s) as a list, or an error naming what is not a `Record`."
+    if isinstance(records, (str, bytes, Record)) or not isinstance(records, Iterable):
+        raise TypeError(f"records: expected a list (or any iterable) of Records, got {type(records).__name__}")
+    records = records if isinstance(records, list) else list(records)
+    if bad := [i for i, r in enumerate(records) if not isinstance(r, Record)][:1]:
+        raise TypeError(f"records[{bad[0]}]: expected a Record, got {type(records[bad[0]]).__name__}")
+    return records
+
 def evaluate(scorer, # anything with `score(images, texts) -> Tensor[n_text, n_img]`
-             records, # `Record`s, e.g. from `discffusion.data.load_records`
+             records, # `Record`s (a list or any iterable), e.g. from `discffusion.data.load_records`
              ks=(1, 5), # R@k reported where records have more than k candidates
              n_boot: int = 1000, seed: int = 0, # bootstrap resamples and their seed
              progress: bool = True,
              return_outputs: bool = False): # also return `score_records`' per-record outputs: (metrics, outputs)
     "Metrics per subset and overall: `{subset: {'accuracy', 'ci_low', 'ci_high', 'n', ...}, 'all': {...}}`."
+    records, ks, n_boot = record_list(records), checked_ks(ks), check_int(n_boot, 'n_boot', 0)   # before any scoring
     index, count = process_shard()
     outputs = gather_outputs(score_records(scorer, records, (index, count), progress and index == 0))
     res = summarize(outputs, ks, n_boot, seed)
@@ -343,6 +375,36 @@ def score_pairs(self: DenoisingScorer, latents, text_embeddings, timesteps, nois
     return err(uncond.expand(len(zt), -1, -1)) - err(ctx)
 
 # %% ../nbs/07_evaluation.ipynb #d19e0f11
+def _pil_images(x: torch.Tensor) -> list[Image.Image]:
+    "A `[3, H, W]` or `[n, 3, H, W]` image tensor, checked by `prepare_images`, as 8-bit PIL images of its centre squares."
+    side = max(1, min(x.shape[-2:], default=1))
+    px = ((prepare_images(x, side) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return [Image.fromarray(p.numpy()) for p in px]
+
+def image_list(images) -> list:
+    "`images` as a list of PIL images, paths or `Crop`s (tensors converted), refused as `prepare_images` refuses them."
+    if torch.is_tensor(images): return _pil_images(images)
+    if one_image(images): return [images]
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(f"images: expected a PIL image, a path, a tensor, or a list of them, got {type(images).__name__}")
+    if len(images) == 0: raise ValueError("images: empty; pass at least one image")
+    out = []
+    for i, im in enumerate(images):
+        if torch.is_tensor(im) and im.ndim != 3:
+            raise ValueError(f"images[{i}]: a tensor in a list must be one [3, H, W] image, got {tuple(im.shape)}; "
+                             "pass a batch [n, 3, H, W] as the tensor itself")
+        out += _pil_images(im) if torch.is_tensor(im) else [im]
+    return out
+
+def checked_texts(texts) -> list[str]:
+    "`texts` as a list of non-blank strings, refused as `DSDScorer` refuses them (`scoring.tokenize`)."
+    texts = as_texts(texts)
+    if len(texts) == 0: raise ValueError("texts: empty; pass at least one text")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str): raise TypeError(f"texts[{i}]: expected a string, got {type(t).__name__}")
+        if not t.strip(): raise ValueError(f"texts[{i}]: empty string")
+    return texts
+
 class BlankImageControl:
     "`scorer`'s scores with every image replaced by one blank image: what the texts alone score."
     def __init__(self, scorer, # any `score(images, texts)` scorer
@@ -352,9 +414,9 @@ class BlankImageControl:
 
     def score(self, images, texts) -> torch.Tensor:
         "The wrapped scorer's scores of `texts` against the blank image, one column per image."
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts, n_img = as_texts(texts), len(image_list(images))   # no image, or not images: refused, as by DSDScorer
         scores = torch.as_tensor(self.scorer.score([self.blank], texts)).float()
-        return scores.expand(len(texts), image_count(images)).clone()
+        return scores.expand(len(texts), n_img).clone()
 
     def __repr__(self): return f"BlankImageControl({self.scorer!r})"
 
@@ -413,11 +475,11 @@ def logits(self: CLIPScorer, images, texts) -> torch.Tensor:
 
 @patch
 @torch.no_grad()
-def score(self: CLIPScorer, images, texts) -> torch.Tensor:
+def score(self: CLIPScorer, images, # PIL images, paths, or tensors in [0, 1], checked as `DSDScorer.score` checks them
+          texts: list[str]) -> torch.Tensor:
     "The CLIP score matrix `[len(texts), len(images)]`."
-    images = [images] if isinstance(images, (str, Path, Image.Image)) else images
-    texts = [texts] if isinstance(texts, str) else texts
-    warn_truncated(self.processor.tokenizer, list(texts), self.text_limit)   # as DSD's `tokenize` does, once a call
+    texts, images = checked_texts(texts), image_list(images)
+    warn_truncated(self.processor.tokenizer, texts, self.text_limit)   # as DSD's `tokenize` does, once a call
     return self.logits(images, texts).float().cpu()
 
 # %% ../nbs/07_evaluation.ipynb #319d7f08

@@ -20,7 +20,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .hooks import record_cross_attention, select_layers, cross_attention_layers, StopForward
 from .pooling import POOLINGS
-from .scoring import DSDScorer, PRESETS, noise_bank, prepare_images, explicit_timesteps
+from .scoring import DSDScorer, PRESETS, noise_bank, prepare_images, resolve_timesteps, one_image
+from .core import check_int
 from .shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard_negatives
 from .adapters import load_adapter
 
@@ -53,10 +54,8 @@ def word_spans(tokenizer, # a CLIP-format tokenizer (the last BPE piece of a wor
 
 # %% ../nbs/13_visualize.ipynb #55cf8863
 def _grid(scorer: DSDScorer, timesteps) -> list[int]:
-    "The scorer's timestep grid, or `timesteps` checked."
-    if timesteps is None: return list(scorer.timesteps)
-    ts = [timesteps] if isinstance(timesteps, (int, np.integer)) else timesteps   # here a lone int is one timestep
-    return explicit_timesteps(ts, scorer.scheduler.config.num_train_timesteps)
+    "The scorer's grid, or the grid `timesteps` names, read as `DSDScorer` reads it: an int is a count ([10]: t = 10)."
+    return list(scorer.timesteps) if timesteps is None else resolve_timesteps(timesteps, scorer.scheduler)
 
 def _upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
     "[B, N, S] attention on a square grid of N positions -> [B, S, size, size], bilinear."
@@ -69,13 +68,14 @@ def _ignore(logits, token_mask): "A `Recording.reduce` that keeps nothing (only 
 @torch.no_grad()
 def attention_maps(scorer: DSDScorer, image, # one PIL image, path or [3, H, W] tensor in [0, 1]
                    texts: list[str],
-                   timesteps=None, # ints; default: the scorer's grid
+                   timesteps=None, # as `DSDScorer`'s: a list, a count or 'official[:S]'; default: the scorer's grid
                    layers=None, # as for `select_layers`; default: the scorer's layers
                    size: int | None = None, # side of the maps; default: the scorer's image resolution
                   ) -> torch.Tensor:
     "Heat maps `[n_text, S, size, size]`: each token's softmax attention, mean over heads, layers and timesteps."
     texts = [texts] if isinstance(texts, str) else list(texts)
-    names, size = select_layers(scorer.unet, scorer.layers if layers is None else layers), size or scorer.resolution
+    size = scorer.resolution if size is None else check_int(size, 'size', 1)
+    names = select_layers(scorer.unet, scorer.layers if layers is None else layers)
     latents, ctx = scorer.encode_images([image]), scorer.encode_texts(texts)[0]
     ts, _, ctx, _, zt = scorer.prepare_latents(latents, ctx, _grid(scorer, timesteps))  # the scorer's noise bank
     rows, tt = [(k, i) for k in range(len(ts)) for i in range(len(texts))], torch.tensor(ts, device=zt.device)
@@ -134,7 +134,7 @@ def plot_word_maps(scorer: DSDScorer, image, texts: list[str],
                   ) -> Figure:
     "One row per text: the image, then each word's heat map over it, all on one colour scale."
     texts = [texts] if isinstance(texts, str) else list(texts)
-    tile = min(tile, scorer.resolution)
+    tile = min(check_int(tile, 'tile', 1), scorer.resolution)
     rows = _word_rows(scorer, image, texts, timesteps, layers, end, tile)
     scores = scorer.score(image, texts)[:, 0] if scores is None else scores
     vmax, pixels, pad = max(float(w.max()) for _, w in rows), _pixels(image, tile), max(2, tile // 5)
@@ -167,7 +167,7 @@ def concentration(heat: torch.Tensor | np.ndarray, # [H, W] heat map
 
 # %% ../nbs/13_visualize.ipynb #a100dcd5
 def scores_by_timestep(scorer: DSDScorer, images, texts: list[str],
-                       timesteps=None, # ints; default: the scorer's grid
+                       timesteps=None, # as for `attention_maps`: a list, a count or 'official[:S]'
                        progress: bool | None = None, # a bar over the timesteps; None: only for 1,000 rows or more
                       ) -> torch.Tensor:
     "The score matrix at each timestep alone, `[T, n_text, n_img]`, with the noise bank of the whole grid."
@@ -223,11 +223,22 @@ def plot_layer_curves(scorer: DSDScorer, image, texts: list[str], layers='all') 
     return fig
 
 # %% ../nbs/13_visualize.ipynb #6ec4cb81
+def _texts_for(texts, n: int, what: str) -> list[str]:
+    "`texts` as a list, checked to hold one text per `what` (`n` of them)."
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if len(texts) != n: raise ValueError(f"texts: expected {n} (one per {what}), got {len(texts)}")
+    return texts
+
 def plot_score_matrix(scores: torch.Tensor, # [n_text, n_img]
                       texts: list[str], images=None, # images: drawn above their columns
                      ) -> Figure:
     "The score matrix as a heat map with its values; a red box marks the best text for each image."
     s = torch.as_tensor(scores).float().numpy()
+    if s.ndim != 2 or 0 in s.shape: raise ValueError(f"scores: expected a [n_text, n_img] matrix, got shape {s.shape}")
+    texts = _texts_for(texts, s.shape[0], 'row of scores')
+    images = None if images is None else [images] if one_image(images) else list(images)
+    if images is not None and len(images) != s.shape[1]:
+        raise ValueError(f"images: expected {s.shape[1]} (one per column of scores), got {len(images)}")
     height = 0.9 + 0.45 * s.shape[0] + (0.8 if images is not None else 0)
     fig = Figure(figsize=(2.5 + 0.9 * s.shape[1], height), layout='constrained')
     ax = fig.subplots()
@@ -248,6 +259,9 @@ def plot_scores(scores: torch.Tensor, # [n_text]: one image's scores
                 texts: list[str]) -> Figure:
     "Horizontal bars, one per text, the best in red; the axis starts just below the lowest score, not at 0."
     s = torch.as_tensor(scores).float().numpy()
+    if s.ndim != 1 or len(s) == 0:
+        raise ValueError(f"scores: expected [n_text] (one image's scores, e.g. matrix[:, 0]), got shape {s.shape}")
+    texts = _texts_for(texts, len(s), 'score')
     lo, hi = float(s.min()), float(s.max())
     pad = 0.15 * (hi - lo) + 1e-3
     fig = Figure(figsize=(6, 0.6 + 0.4 * len(s)), layout='constrained')

@@ -17,7 +17,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, StopForward
 from discffusion.pooling import POOLINGS
-from discffusion.scoring import DSDScorer, PRESETS, noise_bank, prepare_images, explicit_timesteps
+from discffusion.scoring import DSDScorer, PRESETS, noise_bank, prepare_images, resolve_timesteps, one_image
+from discffusion.core import check_int
 from discffusion.shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard_negatives
 from discffusion.adapters import load_adapter
 from fastcore.test import test_eq, test_close, test_fail
@@ -33,6 +34,21 @@ from discffusion.data import load_records
 
 def test_cell_0():
     scorer = DSDScorer.from_pretrained(device='cpu')
+    e = make_split('test', 1, seed=3)[0]
+    maps = lambda **kw: attention_maps(scorer, e.image, [e.caption], **kw)
+    two = DSDScorer(scorer.unet, scorer.scheduler, timesteps=2).timesteps   # a bare int is a count, as for the scorer
+    test_eq(len(two), 2)
+    test_close(maps(timesteps=2), maps(timesteps=two), eps=1e-6)
+    test_close(maps(timesteps='official:4'), maps(timesteps=DSDScorer(scorer.unet, scorer.scheduler,
+                                                                        timesteps='official:4').timesteps), eps=1e-6)
+    assert not torch.allclose(maps(timesteps=[2]), maps(timesteps=2))     # [2] is the single timestep t = 2
+    test_fail(lambda: maps(timesteps=5000), contains='(for the single timestep t=5000, pass [5000])')
+    for size in (0, -4, 7.5): test_fail(lambda: maps(size=size), contains=f'size: expected an int >= 1, got {size!r}')
+    test_eq(maps(size=8).shape[-2:], (8, 8))
+
+
+def test_cell_1():
+    scorer = DSDScorer.from_pretrained(device='cpu')
     for e in [e for e in make_split('test', 12, seed=1) if len(e.scene.objects) == 2][:8]:
         spans = word_spans(scorer.tokenizer, e.caption)
         heat, masks = word_maps(attention_maps(scorer, e.image, [e.caption])[0], spans), color_masks(e.image)
@@ -40,3 +56,27 @@ def test_cell_0():
         assert concentration(heat[3], first) > 1.1, (e.caption, spans[3])      # the relation's first word: the first object
         assert concentration(heat[-2], second) > 1.1, (e.caption, spans[-2])    # the last noun: the second object
         assert concentration(heat[1], first) < concentration(heat[3], first)    # the colour word less so
+
+
+def test_cell_2():
+    scorer = DSDScorer.from_pretrained(device='cpu')
+    e = make_split('test', 1, seed=3)[0]
+    five = DSDScorer(scorer.unet, scorer.scheduler, timesteps=5).timesteps   # `timesteps=5`: five timesteps, as for the scorer
+    test_close(scores_by_timestep(scorer, [e.image], [e.caption], timesteps=5),
+               scores_by_timestep(scorer, [e.image], [e.caption], timesteps=five), eps=1e-6)
+    test_eq(list(plot_timestep_curves(scorer, e.image, [e.caption, 'a blue square'], timesteps=5).axes[0].lines[0].get_xdata()),
+            five)
+    test_eq(scores_by_timestep(scorer, [e.image], [e.caption], timesteps=[10]).shape, (1, 1, 1))   # one timestep: a list
+
+
+def test_cell_3():
+    m, pics = torch.rand(3, 2), [e.image for e in make_split('test', 3, seed=0)]
+    for texts in (['a'], ['a', 'b', 'c', 'd']):   # labels and thumbnails must match the matrix, not be drawn beside it
+        test_fail(lambda: plot_score_matrix(m, texts), contains=f'texts: expected 3 (one per row of scores), got {len(texts)}')
+    test_fail(lambda: plot_score_matrix(m, ['a', 'b', 'c'], images=pics), contains='images: expected 2 (one per column')
+    test_fail(lambda: plot_score_matrix(torch.rand(3), ['a', 'b', 'c']), contains='scores: expected a [n_text, n_img] matrix')
+    test_eq(len(plot_score_matrix(m, ['a', 'b', 'c'], images=pics[:2]).axes), 2)   # the matrix and its colour bar
+    test_eq(len(plot_score_matrix(torch.rand(1, 1), 'a', images=pics[0]).axes), 2)  # one text, one image
+    test_fail(lambda: plot_scores(torch.rand(3), ['a']), contains='texts: expected 3 (one per score), got 1')
+    for bad in (torch.rand(3, 2), torch.rand(0)):
+        test_fail(lambda: plot_scores(bad, ['a', 'b', 'c']), contains="scores: expected [n_text] (one image's scores")
