@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_evaluation.ipynb #ac19aee8
 from __future__ import annotations
-import dataclasses, math, numbers, os
+import dataclasses, inspect, math, numbers, os
 from collections.abc import Iterable
 from pathlib import Path
 import numpy as np
@@ -23,7 +23,8 @@ __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'hits
            'distinct_images', 'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics',
            'subset_metrics', 'checked_ks', 'summarize', 'record_list', 'evaluate', 'format_results', 'print_results',
            'plot_results', 'DenoisingScorer', 'image_list', 'checked_texts', 'BlankImageControl', 'CLIPScorer',
-           'shapes_clip_folder', 'build_scorer', 'both_directions', 'dataset_records', 'run_eval']
+           'shapes_clip_folder', 'scorer_options', 'check_scorer_options', 'build_scorer', 'both_directions',
+           'dataset_records', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
 def _checked_label(label, n: int) -> int:
@@ -426,7 +427,8 @@ class CLIPScorer:
     def __init__(self, model, processor, # a transformers `CLIPModel` and its `CLIPProcessor`
                  device=None, batch_size: int = 32):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model, self.processor, self.batch_size = model.to(self.device).eval(), processor, int(batch_size)
+        self.batch_size = check_int(batch_size, 'batch_size')
+        self.model, self.processor = model.to(self.device).eval(), processor
 
     @classmethod
     def from_pretrained(cls, name: str = 'openai/clip-vit-large-patch14', # hub id or local folder
@@ -493,11 +495,30 @@ def shapes_clip_folder() -> Path:
                                 "or folder of a CLIP model, e.g. --model openai/clip-vit-large-patch14")
     return folder
 
+def _keywords(*functions) -> set[str]:
+    "The names the functions take by keyword, but the models, names and device a builder fills in itself."
+    takes = {n for f in functions for n, p in inspect.signature(f).parameters.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return takes - {'self', 'cls', 'model', 'processor', 'name', 'unet', 'scheduler', 'vae', 'text_encoder',
+                    'tokenizer', 'device'}
+
+def scorer_options(kind: str) -> list[str]:
+    "The options `build_scorer(kind, ...)` passes on: the scorer's own and its loader's."
+    dsd = _keywords(DSDScorer.__init__, DSDScorer.from_pretrained)
+    return sorted({'clip': _keywords(CLIPScorer.__init__, CLIPScorer.from_pretrained),
+                   'denoise': dsd | _keywords(DenoisingScorer.__init__)}.get(kind, dsd))
+
+def check_scorer_options(kind: str, options: dict):
+    "An error naming an option that a scorer of `kind` does not take, and the ones it does."
+    if bad := sorted(set(options) - set(takes := scorer_options(kind))):
+        raise ValueError(f"{bad[0]}: the {kind!r} scorer takes no such option; it takes {', '.join(takes)}")
+
 def build_scorer(kind: str = 'dsd', # dsd, denoise (the denoising error), blank (DSD's blank-image control), clip
                  model=None, # hub id or folder; None: the embedded model (dsd, denoise, blank), its shapes CLIP (clip)
                  device=None, **kwargs): # passed to the scorer (e.g. preset, timesteps, seed, batch_size)
     "A scorer of `kind` on `model`."
     if kind not in SCORERS: raise ValueError(f"scorer: unknown {kind!r}; expected one of {SCORERS}")
+    check_scorer_options(kind, kwargs)   # before anything loads
     if kind == 'clip': return CLIPScorer.from_pretrained(str(model or shapes_clip_folder()), device=device, **kwargs)
     if kind == 'denoise': return DenoisingScorer.from_pretrained(model, device=device, **kwargs)
     dsd = DSDScorer.from_pretrained(model, device=device, **kwargs)
