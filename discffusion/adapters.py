@@ -14,7 +14,7 @@ from peft.utils import get_peft_model_state_dict
 from diffusers.models.attention_processor import Attention
 from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 from .scoring import DSDScorer
-from .core import seeded_draws
+from .core import check_number, seeded_draws
 
 # %% auto #0
 __all__ = ['LORA_PRESETS', 'LORA_INITS', 'LORA_FILE', 'PROMPT_FILE', 'INFO_FILE', 'ADAPTER_FILES', 'MEMORY_KINDS',
@@ -60,16 +60,20 @@ def count_trainable(module: torch.nn.Module) -> int:
 def add_lora(unet: torch.nn.Module, # a diffusers `UNet2DConditionModel`
              targets: str | list[str] = 'official', # see `lora_targets`
              rank: int = 4, # LoRA rank r
-             alpha: float | None = None, # LoRA alpha; None = `rank` (scale 1)
+             alpha: float | None = None, # LoRA alpha, > 0; None = `rank` (scale 1)
              seed: int = 0, # seeds the `lora_A` initialisation
              adapter_name: str = 'default',
              init: str = 'kaiming', # `lora_A`'s start: 'kaiming' (PEFT's default) or 'gaussian' (official: normal, std 1/r)
             ) -> LoraConfig:
     "Freeze `unet` and add a LoRA adapter on `lora_targets(unet, targets)`; return its config."
     if not isinstance(rank, int) or rank < 1: raise ValueError(f"rank: expected an int >= 1, got {rank!r}")
+    if alpha is not None: check_number(alpha, 'alpha', above=True)
     if init not in LORA_INITS: raise ValueError(f"init: expected one of {list(LORA_INITS)}, got {init!r}")
-    config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=lora_targets(unet, targets),
-                        init_lora_weights=LORA_INITS[init])
+    if adapter_name in (getattr(unet, 'peft_config', None) or {}):   # refused before anything is frozen
+        raise ValueError(f"adapter_name: the UNet already carries a LoRA adapter {adapter_name!r}; pass another name, "
+                         "or take it off first (remove_adapter)")
+    config = LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
+                        target_modules=lora_targets(unet, targets), init_lora_weights=LORA_INITS[init])
     unet.requires_grad_(False)
     with seeded_draws(seed): unet.add_adapter(config, adapter_name=adapter_name)   # PEFT draws lora_A on the CPU
     return config
@@ -201,6 +205,9 @@ def save_adapter(model, # a `DSDScorer`, a pipeline or a UNet that carries the L
     "Save the LoRA adapter of `model` (if `lora`) and `prompt` tokens (if any) as the one adapter in `folder`."
     if lora is None and prompt is None: raise ValueError("save_adapter: nothing to save; pass lora and/or prompt")
     unet = getattr(model, 'unet', model)
+    if prompt is not None and (width := prompt.vectors.shape[-1]) != (dim := unet.config.cross_attention_dim):
+        raise ValueError(f"prompt: tokens of width {width}, but this UNet's cross_attention_dim is {dim}: "
+                         "prompt tokens must be as wide as its text hidden states")
     state = None if lora is None else get_peft_model_state_dict(unet, adapter_name=_lora_name(unet, adapter_name))
     return _write_adapter(folder, dict(unet=_unet_signature(unet)) | (info or {}), state, lora,
                           None if prompt is None else prompt.vectors, overwrite)

@@ -4,13 +4,14 @@
 
 # %% ../nbs/09_clip.ipynb #a4e28606
 from __future__ import annotations
-import math
+import dataclasses, math
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import check_int, embedded_model_path, seeded_draws
-from .data import Record
+from .data import Record, open_image
 from .evaluation import CLIPScorer
 from .training import Learner, cosine_schedule
 
@@ -93,6 +94,26 @@ def _trainable(model, train: str) -> list:
     for n, p in model.named_parameters(): p.requires_grad_(keep(n) and n != 'logit_scale')
     return [p for p in model.parameters() if p.requires_grad]
 
+@contextmanager
+def _restored(model):
+    "A `with` block after which `model`'s `requires_grad` flags and train/eval mode are as they were before it."
+    grads, training = [p.requires_grad for p in model.parameters()], model.training
+    try: yield model
+    finally:
+        for p, g in zip(model.parameters(), grads): p.requires_grad_(g)
+        model.train(training)
+
+def _opened(records) -> list[Record]:
+    "`records` with their images opened: a missing or unreadable one is an error naming its record, before training."
+    out = []
+    for i, r in enumerate(records):
+        if not isinstance(r, Record): raise TypeError(f"records[{i}]: expected a Record, got {type(r).__name__}")
+        try: out.append(dataclasses.replace(r, query=open_image(r.query)) if r.kind == 'text' else
+                        dataclasses.replace(r, candidates=[open_image(c) for c in r.candidates]))
+        except (FileNotFoundError, ValueError, TypeError) as e:   # `load_rgb`'s one-line errors, the record named
+            raise type(e)(f"records[{i}] ({r.id or 'no id'}): {e}") from None
+    return out
+
 def record_logits(scorer, record: Record) -> torch.Tensor:
     "A record's candidate logits from `scorer.logits` (differentiable)."
     m = scorer.logits(record.images, record.texts)
@@ -104,16 +125,17 @@ def finetune_clip(scorer: CLIPScorer, records, # the k-shot training records
                   train: str = 'projections', seed: int = 0, progress: bool = True) -> list[float]:
     "Fine-tune `scorer`'s CLIP in place on `records` (cross-entropy over candidates); return each epoch's mean loss."
     if not records: raise ValueError("records: no training records")
-    check_int(epochs, 'epochs'); _trainable(scorer.model, train)
+    check_int(epochs, 'epochs'); records = _opened(records)   # checked and opened before the model changes
     rng, n = np.random.default_rng(seed), len(records)
     order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
     def loss(gen, i):
         r = records[int(order[i])]
         return F.cross_entropy(record_logits(scorer, r)[None], torch.tensor([r.label], device=scorer.device))
-    learn = Learner(scorer.model, loss, epochs * n, lr=lr, weight_decay=weight_decay, max_grad_norm=None, seed=seed,
-                    desc='fine-tuning CLIP', progress=progress)
-    with torch.enable_grad(): losses = learn.fit()['loss']
-    scorer.model.requires_grad_(True)
+    with _restored(scorer.model) as model:   # afterwards, even after an error: the flags and mode it had
+        _trainable(model, train)
+        learn = Learner(model, loss, epochs * n, lr=lr, weight_decay=weight_decay, max_grad_norm=None, seed=seed,
+                        desc='fine-tuning CLIP', progress=progress)
+        with torch.enable_grad(): losses = learn.fit()['loss']
     return [float(np.mean(losses[e * n:(e + 1) * n])) for e in range(epochs)]
 
 # %% ../nbs/09_clip.ipynb #1537bcc3

@@ -124,7 +124,7 @@ def _read_text(path: Path, what: str) -> str:
     except UnicodeDecodeError as e:
         raise ValueError(f"{what}: {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
-_EXTRA = object()  # DictReader's key for cells beyond the header
+_EXTRA = object()  # DictReader's key for cells beyond the header; a short row's missing cells are None
 
 def read_csv(path, required: list[str], what: str) -> list[tuple[int, dict]]:
     "The (line, row) pairs of a CSV file, rows as dicts of stripped strings, once its header has `required`."
@@ -136,8 +136,8 @@ def read_csv(path, required: list[str], what: str) -> list[tuple[int, dict]]:
             raise ValueError(f"{what}: {path} lacks column(s) {missing}; expected columns {required}, found {header}")
         rows = []
         for row in reader:
-            if _EXTRA in row:
-                got, want = len(header) + len(row[_EXTRA]), len(header)
+            got, want = len(header) + len(row.get(_EXTRA, [])) - list(row.values()).count(None), len(header)
+            if got != want:   # a cell short is a negative (or a column) lost, as much as one too many is
                 raise ValueError(f"{what}: line {reader.line_num} of {path} has {got} cells; the header has {want}")
             rows.append((reader.line_num, {k.strip(): (v or '').strip() for k, v in row.items()}))
         return rows
@@ -464,9 +464,30 @@ def _user_records(row: dict, where: str, root: Path) -> list[Record]:
     neg_texts, neg_images = _row_lists(row, where)
     if not (neg_texts or neg_images): raise ValueError(f"{where}: no negatives (`negative_*` or `negative_image_*`)")
     sub, rid, image, text = _given(row, 'subset', 'all'), _given(row, 'id', where), root/row['image'], row['text']
+    same = [f'text {t!r}' for t in neg_texts if t.strip() == text.strip()] + [
+            f'image {p!r}' for p in neg_images if root/p == image]
+    if same: raise ValueError(f"{where}: negative {same[0]} is the row's own {same[0].split()[0]}: a certain tie "
+                              "(it scores the same); remove it")
     out = [Record(image, [text] + neg_texts, 0, 'text', sub, rid, where)] if neg_texts else []
     if neg_images: out.append(Record(text, [image] + [root/p for p in neg_images], 0, 'image', sub, rid, where))
     return out
+
+def _parts(recs: list[Record]) -> tuple:
+    "(image, text, every image it names, every text it names) of one row, from its records."
+    r = recs[0]
+    image, text = (r.query, r.candidates[0]) if r.kind == 'text' else (r.candidates[0], r.query)
+    return image, text, {i for x in recs for i in x.images}, {t for x in recs for t in x.texts}
+
+def _check_ids(per_row: list[list[Record]]):
+    "An error naming both lines when rows sharing an id are not one example's parts (see the rule above)."
+    first = {}
+    for recs in per_row:
+        if (other := first.setdefault(recs[0].group, recs)) is recs: continue
+        (im, tx, ims, txs), (im0, tx0, ims0, txs0) = _parts(recs), _parts(other)
+        if im != im0 and tx != tx0 and (ims, txs) != (ims0, txs0):
+            raise ValueError(f"{recs[0].id}: id {recs[0].group!r} is also the id of {other[0].id}, but the two rows "
+                             "share neither their image nor their text, nor name the same images and texts, so they "
+                             "are not parts of one example; give each example its own id")
 
 def matching_records(path, # a .csv or .jsonl file of `image, text, negatives…` rows
                      image_root=None, # folder the image paths are relative to; default: the file's folder
@@ -477,9 +498,10 @@ def matching_records(path, # a .csv or .jsonl file of `image, text, negatives…
     if path.suffix.lower() == '.jsonl': rows = read_jsonl(path, 'matching JSONL')
     elif path.suffix.lower() == '.csv': rows = read_csv(path, ['image', 'text'], 'matching CSV')
     else: raise ValueError(f"path: expected a .csv or .jsonl file, got {path}")
-    records = [rec for i, r in rows for rec in _user_records(r, f'line {i} of {path.name}', root)]
+    per_row = [_user_records(r, f'line {i} of {path.name}', root) for i, r in rows]
+    _check_ids(per_row)
     _warn_unread(rows, path.name)
-    return _finish(records, path.stem, skip_missing)
+    return _finish([rec for recs in per_row for rec in recs], path.stem, skip_missing)
 
 # %% ../nbs/06_data.ipynb #9d14b6a2
 NEGATIVE_TYPES = ('attribute_swap', 'object_swap', 'relation_flip', 'color_change', 'shape_change')

@@ -23,6 +23,19 @@ import os
 
 
 def test_cell_0():
+    # a row with fewer cells than the header is an error naming the file and the line, as one with more is
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, 'short.csv').write_text('image,text,negative_1,negative_2\na.png,x,y,z\n\na.png,x,y\n')
+        test_fail(lambda: read_csv(f'{d}/short.csv', ['image'], 'matching CSV'),
+                  contains=f'matching CSV: line 4 of {d}/short.csv has 3 cells; the header has 4')
+        Path(d, 'long.csv').write_text('image,text\na.png,x,y\n')
+        test_fail(lambda: read_csv(f'{d}/long.csv', ['image'], 'matching CSV'), contains='line 2 of')
+        Path(d, 'empty.csv').write_text('image,text,negative_1\na.png,x,\n,,\n')   # empty cells are cells
+        test_eq([r for _, r in read_csv(f'{d}/empty.csv', ['image'], 'matching CSV')],
+                [dict(image='a.png', text='x', negative_1=''), dict(image='', text='', negative_1='')])
+
+
+def test_cell_1():
     with tempfile.TemporaryDirectory() as d:  # two images are both "a man": that text is never a negative of either
         d = Path(d); (d/'coco').mkdir()
         said = {1: ['a man', 'a red car'], 2: ['a man', 'a blue sky'], 3: ['a dog', 'a tree'], 4: ['a cat', 'a house']}
@@ -38,7 +51,7 @@ def test_cell_0():
                   contains='only 5 expressions about other images than image 1')
 
 
-def test_cell_1():
+def test_cell_2():
     with tempfile.TemporaryDirectory() as d:
         Image.new('RGB', (4, 4)).save(Path(d, 'red.png'))
         def read(**row):
@@ -56,7 +69,33 @@ def test_cell_1():
                 [('all', 'line 1 of d.jsonl')])  # empty is missing
 
 
-def test_cell_2():
+def test_cell_3():
+    # rows sharing an id are one example's parts, or an error naming both lines; a negative equal to the positive is refused
+    with tempfile.TemporaryDirectory() as d:
+        for name in ('a.png', 'b.png'): Image.new('RGB', (4, 4)).save(Path(d, name))
+        def read(text, name='d.csv'):
+            Path(d, name).write_text(text); return matching_records(Path(d, name))
+        head = 'id,image,text,negative_1,negative_image_1,subset\n'
+        for rows in ['1,a.png,a red square,a blue square,,\n1,b.png,a blue square,a red square,,\n',   # another pair
+                     '7,a.png,a red square,a blue square,,\n7,b.png,a blue square,,a.png,\n']:         # another direction
+            test_fail(lambda: read(head + rows + '2,a.png,a red square,a red circle,,\n'),
+                      contains=f"line 3 of d.csv: id '{rows[0]}' is also the id of line 2 of d.csv, but the two rows share")
+        test_fail(lambda: read('{"id": 1, "image": "a.png", "text": "x", "negatives": ["y"]}\n'
+                               '{"id": "1", "image": "b.png", "text": "y", "negatives": ["x"]}\n', 'd.jsonl'),
+                  contains="line 2 of d.jsonl: id '1' is also the id of line 1 of d.jsonl")
+        wino = read(head + '1,a.png,a red square,a blue square,b.png,\n1,b.png,a blue square,a red square,a.png,\n'
+                           '2,a.png,a red square,a red circle,,colour\n2,a.png,a red square,a green square,,shape\n')
+        test_eq([(r.group, r.kind) for r in wino], [('1', 'text'), ('1', 'image'), ('1', 'text'), ('1', 'image'),
+                                                    ('2', 'text'), ('2', 'text')])
+        test_fail(lambda: read(head + '3,a.png,a red square,a red square,,\n'),
+                  contains="line 2 of d.csv: negative text 'a red square' is the row's own text: a certain tie")
+        test_fail(lambda: read('image,text,negative_image_1\na.png,x,./a.png\n'),
+                  contains="line 2 of d.csv: negative image './a.png' is the row's own image")
+        test_fail(lambda: read('{"image": "a.png", "text": "x", "negatives": ["y", "x "]}\n', 'd.jsonl'),
+                  contains="line 1 of d.jsonl: negative text 'x ' is the row's own text")
+
+
+def test_cell_4():
     a, b = shapes_records('val', 6, seed=3), shapes_records('val', 6, seed=3)
     assert [r.candidates for r in a] == [r.candidates for r in b]
     assert [np.asarray(r.query).tolist() for r in a[:3]] == [np.asarray(r.query).tolist() for r in b[:3]]
@@ -64,7 +103,7 @@ def test_cell_2():
     test_fail(lambda: shapes_records(direction='both'), contains='direction: expected one of')
 
 
-def test_cell_3():
+def test_cell_5():
     from collections import Counter
     recs = [Record(f'im{i}.png', [f'text {i}', 'other'], subset=['a', 'b'][i % 2], id=str(i)) for i in range(40)]
     tr, te = kshot_split(recs, k=3, seed=1)
@@ -84,7 +123,7 @@ def test_cell_3():
     test_fail(lambda: draw_shots([], 1), contains='holds no examples')
 
 
-def test_cell_4():
+def test_cell_6():
     for name, bad in (('shapes', 0), ('shapes-comvg', 0), ('shapes', -2), ('shapes', 2.5), ('shapes', True)):
         test_fail(lambda: load_records(name, limit=bad), contains=f'limit: expected an int >= 1, got {bad!r}')
     test_fail(lambda: subsample([], 0), contains='limit: expected an int >= 1, got 0')

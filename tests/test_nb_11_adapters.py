@@ -11,7 +11,7 @@ from peft.utils import get_peft_model_state_dict
 from diffusers.models.attention_processor import Attention
 from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 from discffusion.scoring import DSDScorer
-from discffusion.core import seeded_draws
+from discffusion.core import check_number, seeded_draws
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, shutil
 from unittest import mock
@@ -36,6 +36,22 @@ from discffusion.core import default_dtype, device_name
 
 
 def test_cell_0():
+    # add_lora checks alpha, and a name the UNet already carries, before it changes anything
+    torch.set_num_threads(1)
+    unet = UNet2DConditionModel.from_pretrained(embedded_model_path()/'unet')
+    test_eq(add_lora(unet, 'cross-kv', rank=2).lora_alpha, 2)   # alpha None: the rank
+    trained = count_trainable(unet)
+    test_fail(lambda: add_lora(unet, 'cross-kv'), contains="already carries a LoRA adapter 'default'; pass another name")
+    test_eq(count_trainable(unet), trained)   # its LoRA is still trainable (it was frozen before the refusal)
+    for bad in (0, -1, float('nan'), True, '4'):
+        test_fail(lambda: add_lora(unet, 'cross-kv', alpha=bad, adapter_name='other'),
+                  contains=f'alpha: expected a finite number > 0 (an int or a float), got {bad!r}')
+    test_eq((count_trainable(unet), list(unet.peft_config)), (trained, ['default']))
+    fresh = UNet2DConditionModel.from_pretrained(embedded_model_path()/'unet')
+    test_eq(add_lora(fresh, 'cross-kv', alpha=0.5).lora_alpha, 0.5)
+
+
+def test_cell_1():
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         save_file({'w': torch.randn(8, 8)}, d/'ok.safetensors'); data = (d/'ok.safetensors').read_bytes()
@@ -54,7 +70,7 @@ def test_cell_0():
         test_fail(lambda: read_torch_file(d/'none.pt'), contains='none.pt: no such file')
 
 
-def test_cell_1():
+def test_cell_2():
     torch.set_num_threads(1)
     unet = UNet2DConditionModel.from_pretrained(embedded_model_path()/'unet')
     lora = add_lora(unet, 'cross-kv')
@@ -69,7 +85,20 @@ def test_cell_1():
         test_fail(lambda: save_adapter(unet, Path(d)/'other'), contains='nothing to save')
 
 
-def test_cell_2():
+def test_cell_3():
+    # prompt tokens of another width than the UNet's text hidden states are refused when saved, not first when loaded
+    torch.set_num_threads(1)
+    unet = UNet2DConditionModel.from_pretrained(embedded_model_path()/'unet')
+    with tempfile.TemporaryDirectory() as d:
+        dim = unet.config.cross_attention_dim
+        test_fail(lambda: save_adapter(unet, d, PromptTokens(2, dim + 1)),
+                  contains=f"prompt: tokens of width {dim + 1}, but this UNet's cross_attention_dim is {dim}")
+        test_eq(list(Path(d).iterdir()), [])   # nothing written
+        save_adapter(unet, d, PromptTokens(2, dim))
+        test_eq(json.loads((Path(d)/INFO_FILE).read_text())['prompt_tokens'], 2)
+
+
+def test_cell_4():
     torch.set_num_threads(1)
     def perturbed(targets, prompt_tokens, seed=0):
         "A scorer with LoRA (unless `targets` is 'prompt') and prompt tokens that change its scores, as after training."
@@ -97,7 +126,7 @@ def test_cell_2():
         assert (got - base).abs().max() > 1e-3, targets
 
 
-def test_cell_3():
+def test_cell_5():
     torch.set_num_threads(1)
     unet = UNet2DConditionModel.from_pretrained(embedded_model_path()/'unet')
     lora = add_lora(unet, 'official', rank=2, seed=3)
@@ -125,7 +154,7 @@ def test_cell_3():
         test_fail(lambda: save_adapter(sc, Path(d)/'x', None, lora, adapter_name='default'), contains="carries ['dsd']")
 
 
-def test_cell_4():
+def test_cell_6():
     torch.set_num_threads(1)
     sc = DSDScorer.from_pretrained(None, device='cpu', timesteps=2)
     lora = add_lora(sc.unet, 'official', rank=2, seed=1)
@@ -144,7 +173,7 @@ def test_cell_4():
         test_eq(json.loads((Path(d)/'adapter.json').read_text())['rank'], 2)
 
 
-def test_cell_5():
+def test_cell_7():
     torch.set_num_threads(1)
     small = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 64), norm_num_groups=8,
                                  down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
@@ -158,7 +187,7 @@ def test_cell_5():
         test_fail(lambda: load_adapter(sc, Path(d)/'nope'), contains='no folder')
 
 
-def test_cell_6():
+def test_cell_8():
     torch.set_num_threads(1)
     def one_line_error(f, *needles):
         "The message of the error `f()` raises, checked to be one line holding every needle."
@@ -194,7 +223,7 @@ def test_cell_6():
         one_line_error(lambda: load_adapter(sc, a), 'already carries an adapter')
 
 
-def test_cell_7():
+def test_cell_9():
     torch.set_num_threads(1)
     exs = make_split('test', 2, seed=0)
     images, texts = [e.image for e in exs], [e.caption for e in exs]
@@ -214,7 +243,7 @@ def test_cell_7():
         assert carries_adapter(sc)
 
 
-def test_cell_8():
+def test_cell_10():
     torch.set_num_threads(1)
     def small_unet():
         torch.manual_seed(0)
