@@ -16,15 +16,14 @@ from fastcore.basics import patch
 from .core import default_device, embedded_model_path, _quiet_loading, check_int
 from .data import Record, Records, open_image, load_records, group_key
 from .scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
-from .scoring import branch_rows, warn_truncated, one_image, prepare_images, as_texts
+from .scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'hits_at', 'bootstrap_ci', 'image_key',
            'distinct_images', 'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics',
            'subset_metrics', 'checked_ks', 'summarize', 'record_list', 'evaluate', 'format_results', 'print_results',
-           'plot_results', 'DenoisingScorer', 'image_list', 'checked_texts', 'BlankImageControl', 'CLIPScorer',
-           'shapes_clip_folder', 'scorer_options', 'check_scorer_options', 'build_scorer', 'both_directions',
-           'dataset_records', 'run_eval']
+           'plot_results', 'DenoisingScorer', 'image_list', 'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder',
+           'scorer_options', 'check_scorer_options', 'build_scorer', 'both_directions', 'dataset_records', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
 def _checked_label(label, n: int) -> int:
@@ -384,27 +383,9 @@ def _pil_images(x: torch.Tensor) -> list[Image.Image]:
 
 def image_list(images) -> list:
     "`images` as a list of PIL images, paths or `Crop`s (tensors converted), refused as `prepare_images` refuses them."
+    images = image_items(images)   # `prepare_images`' own checks
     if torch.is_tensor(images): return _pil_images(images)
-    if one_image(images): return [images]
-    if not isinstance(images, (list, tuple)):
-        raise TypeError(f"images: expected a PIL image, a path, a tensor, or a list of them, got {type(images).__name__}")
-    if len(images) == 0: raise ValueError("images: empty; pass at least one image")
-    out = []
-    for i, im in enumerate(images):
-        if torch.is_tensor(im) and im.ndim != 3:
-            raise ValueError(f"images[{i}]: a tensor in a list must be one [3, H, W] image, got {tuple(im.shape)}; "
-                             "pass a batch [n, 3, H, W] as the tensor itself")
-        out += _pil_images(im) if torch.is_tensor(im) else [im]
-    return out
-
-def checked_texts(texts) -> list[str]:
-    "`texts` as a list of non-blank strings, refused as `DSDScorer` refuses them (`scoring.tokenize`)."
-    texts = as_texts(texts)
-    if len(texts) == 0: raise ValueError("texts: empty; pass at least one text")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str): raise TypeError(f"texts[{i}]: expected a string, got {type(t).__name__}")
-        if not t.strip(): raise ValueError(f"texts[{i}]: empty string")
-    return texts
+    return [x for im in images for x in (_pil_images(im) if torch.is_tensor(im) else [im])]
 
 class BlankImageControl:
     "`scorer`'s scores with every image replaced by one blank image: what the texts alone score."

@@ -25,9 +25,9 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 __all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
            'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
            'AdaptiveGrid', 'check_token_mask', 'check_uncond', 'resolve_timesteps', 'checked_timesteps',
-           'explicit_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'one_image', 'image_count', 'prepare_images',
-           'warn_truncated', 'as_texts', 'tokenize', 'unknown_words', 'warn_unknown_words', 'stratified_order',
-           'survivors', 'adaptive_search', 'adaptive_replay']
+           'explicit_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'one_image', 'image_count', 'image_items',
+           'prepare_images', 'warn_truncated', 'as_texts', 'checked_texts', 'tokenize', 'unknown_words',
+           'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -598,18 +598,24 @@ def image_count(images) -> int:
     "How many images `prepare_images` reads in `images`."
     return 1 if one_image(images) else len(images)
 
-def prepare_images(images, size: int) -> torch.Tensor:
-    "PIL images, paths or tensors -> `[n, 3, size, size]` in [-1, 1]."
+def image_items(images) -> list | torch.Tensor:
+    "`images` as a list of single images, or a batch tensor as it is; an error naming what is neither."
     if one_image(images): images = [images]
     if not (torch.is_tensor(images) or isinstance(images, (list, tuple))):
         raise TypeError(f"images: expected a PIL image, a path, a tensor, or a list of them, got {type(images).__name__}")
     if len(images) == 0: raise ValueError("images: empty; pass at least one image")
-    if torch.is_tensor(images): return _tensor_images(images, size)
-    out = []
-    for i, im in enumerate(images):
+    for i, im in enumerate([] if torch.is_tensor(images) else images):
         if torch.is_tensor(im) and im.ndim != 3:   # a batch inside the list would count as one image
             raise ValueError(f"images[{i}]: a tensor in a list must be one [3, H, W] image, got {tuple(im.shape)}; "
                              "pass a batch [n, 3, H, W] as the tensor itself")
+    return images
+
+def prepare_images(images, size: int) -> torch.Tensor:
+    "PIL images, paths or tensors -> `[n, 3, size, size]` in [-1, 1]."
+    images = image_items(images)
+    if torch.is_tensor(images): return _tensor_images(images, size)
+    out = []
+    for i, im in enumerate(images):
         if torch.is_tensor(im): out.append(_tensor_images(im, size)); continue
         arr = torch.frombuffer(bytearray(_square(load_rgb(im, f'images[{i}]'), size).tobytes()), dtype=torch.uint8)
         out.append((arr.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1)[None])
@@ -629,13 +635,18 @@ def as_texts(texts) -> list:
         raise TypeError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
     return list(texts)
 
-def tokenize(tokenizer, texts: list[str]):
-    "Pad/truncate `texts` to `model_max_length`, warning about each truncated one: (input_ids, attention_mask)."
+def checked_texts(texts) -> list[str]:
+    "`texts` as a list of non-blank strings (one string: a list of one), or an error naming the bad one."
     texts = as_texts(texts)
     if len(texts) == 0: raise ValueError("texts: empty; pass at least one text")
     for i, t in enumerate(texts):
         if not isinstance(t, str): raise TypeError(f"texts[{i}]: expected a string, got {type(t).__name__}")
         if not t.strip(): raise ValueError(f"texts[{i}]: empty string")
+    return texts
+
+def tokenize(tokenizer, texts: list[str]):
+    "Pad/truncate `texts` to `model_max_length`, warning about each truncated one: (input_ids, attention_mask)."
+    texts = checked_texts(texts)
     limit = tokenizer.model_max_length
     warn_truncated(tokenizer, texts, limit)
     enc = tokenizer(list(texts), padding='max_length', max_length=limit, truncation=True, return_tensors='pt')

@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from discffusion.core import default_device, embedded_model_path, _quiet_loading, check_int
 from discffusion.data import Record, Records, open_image, load_records, group_key
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
-from discffusion.scoring import branch_rows, warn_truncated, one_image, prepare_images, as_texts
+from discffusion.scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, re, tempfile, time, warnings
 import matplotlib.pyplot as plt
