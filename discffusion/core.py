@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['GiB', 'default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
-           'check_finite_weights', 'load_pipeline', 'seeded_generator', 'seeded_draws', 'check_int', 'check_bool',
-           'check_number', 'reset_peak_memory', 'peak_memory', 'device_name', 'Usage', 'track_usage', 'gpu_options']
+__all__ = ['DTYPE_NAMES', 'GiB', 'default_device', 'default_dtype', 'check_device', 'embedded_model_path', 'missing_model_files',
+           'check_finite_weights', 'check_dtype', 'load_pipeline', 'seeded_generator', 'seeded_draws', 'check_int',
+           'check_bool', 'check_number', 'reset_peak_memory', 'peak_memory', 'device_name', 'Usage', 'track_usage',
+           'gpu_options']
 
 # %% ../nbs/00_core.ipynb #d019dddc
 def default_device() -> torch.device:
@@ -109,6 +110,16 @@ def check_finite_weights(pipe, model) -> None:
                 raise ValueError(f"model: {_weights_file(model, component)} holds NaN or Inf weights ({name}); "
                                  "the file is damaged: download or rebuild it")
 
+DTYPE_NAMES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16} # also as strings
+
+def check_dtype(dtype) -> torch.dtype | None:
+    "A floating torch dtype (or its name, e.g. 'float16'), None as it is; else an error naming `dtype`."
+    dtype = DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype: expected a floating torch dtype (torch.float16, ...) or one of {list(DTYPE_NAMES)}, "
+                         f"got {dtype!r}")
+    return dtype
+
 def load_pipeline(model: str | Path | None = None, # hub id, local folder, or None for the embedded model
                   device: str | torch.device | None = None, # default: `default_device()`
                   dtype: torch.dtype | None = None, # default: `default_dtype(device)`
@@ -117,7 +128,7 @@ def load_pipeline(model: str | Path | None = None, # hub id, local folder, or No
     "Load a Stable-Diffusion-format pipeline, ready for scoring."
     with _quiet_loading(): from diffusers import StableDiffusionPipeline
     device = check_device(device)
-    dtype = dtype or default_dtype(device)
+    dtype = check_dtype(dtype) or default_dtype(device)
     model = embedded_model_path() if model is None else model
     if _is_local(model):
         folder = Path(model).expanduser()

@@ -231,12 +231,16 @@ def summarize(outputs, # `score_records`' outputs, or a list of runs of them (th
     return res | {'all': subset_metrics(runs, ks, n_boot, seed)}
 
 # %% ../nbs/07_evaluation.ipynb #c170ffa8
+def _is_record(r) -> bool:
+    "Whether `r` is a `Record` by its fields (a reloaded module's `Record` is another class of the same shape)."
+    return all(hasattr(r, name) for name in [f.name for f in dataclasses.fields(Record)] + ['images', 'texts'])
+
 def record_list(records) -> list[Record]:
     "`records` (a list, `Records`, or any iterable of `Record`s) as a list, or an error naming what is not a `Record`."
-    if isinstance(records, (str, bytes, Record)) or not isinstance(records, Iterable):
+    if isinstance(records, (str, bytes)) or _is_record(records) or not isinstance(records, Iterable):
         raise TypeError(f"records: expected a list (or any iterable) of Records, got {type(records).__name__}")
     records = records if isinstance(records, list) else list(records)
-    if bad := [i for i, r in enumerate(records) if not isinstance(r, Record)][:1]:
+    if bad := [i for i, r in enumerate(records) if not _is_record(r)][:1]:
         raise TypeError(f"records[{bad[0]}]: expected a Record, got {type(records[bad[0]]).__name__}")
     return records
 

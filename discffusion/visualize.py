@@ -37,6 +37,7 @@ def word_spans(tokenizer, # a CLIP-format tokenizer (the last BPE piece of a wor
                end: bool = True, # also return the end-of-text token, as `<end>`
               ) -> list[tuple[str, list[int]]]:
     "The words of `text`, each with the positions of its tokens in the encoded sequence (0 is the start token)."
+    if not isinstance(text, str) or not text.strip(): raise ValueError(f"text: expected a non-blank string, got {text!r}")
     ids = tokenizer(text, truncation=True, max_length=tokenizer.model_max_length).input_ids
     pieces, special = tokenizer.convert_ids_to_tokens(ids), (tokenizer.bos_token_id, tokenizer.eos_token_id)
     if not any(p.endswith('</w>') for p in pieces):

@@ -53,6 +53,11 @@ def test_cell_2():
     test_eq(evaluate(Ties(), (r for r in recs), n_boot=10, progress=False), evaluate(Ties(), recs, n_boot=10, progress=False))
     test_fail(lambda: evaluate(Ties(), [{'image': 'a.png'}], progress=False), contains='records[0]: expected a Record, got dict')
     test_fail(lambda: evaluate(Ties(), recs[0], progress=False), contains='records: expected a list (or any iterable) of Records')
+    import dataclasses   # a notebook's own Record, or a reloaded module's: another class of the same shape
+    Reloaded = type('Record', (), {k: v for k, v in vars(Record).items() if k not in ('__dict__', '__weakref__')})
+    again = [Reloaded(**{f.name: getattr(r, f.name) for f in dataclasses.fields(Record)}) for r in recs]
+    assert not isinstance(again[0], Record)
+    test_eq(evaluate(Ties(), again, n_boot=10, progress=False), evaluate(Ties(), recs, n_boot=10, progress=False))
 
 
 def test_cell_3():
