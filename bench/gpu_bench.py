@@ -5,14 +5,14 @@ The model is an SD-2.1-base-shaped UNet (`adapters.sd21_base_unet_config`, 865.9
 latents and random text embeddings (77 x 1024); every pair is scored at 2 timesteps with the preset's layers
 (default: the `official` preset, whose layers are the official ones).
 
-Official shape (DESIGN.md §4): `official_shape_scores`, `scoring.reference_score` on any device: one (text, image)
-pair at a time, the unconditional and conditional inputs doubled into one batch, eager attention (probabilities
-materialised) in every layer. `reference_score` itself builds its timestep tensors on the CPU, which a CUDA UNet
-refuses; this equivalent (checked against it in tests/test_bench.py) keeps everything on the device, installs the
-eager processors once and never waits for the device, so the official shape's figure is, if anything, flattering
-and the speedup conservative. Fast path: `DSDScorer.score_latents`, every (timestep, image, text) triple batched, recorders on the
-selected cross-attention layers only, SDPA everywhere else, the unconditional branch once per (timestep, image);
-`--compile` compiles the UNet in place (`torch.compile`, static shapes).
+Official shape (as the official pipeline_dsd.py works): `official_shape_scores`, `scoring.reference_score` on any
+device: one (text, image) pair at a time, the unconditional and conditional inputs doubled into one batch, eager
+attention (probabilities materialised) in every layer. `reference_score` itself builds its timestep tensors on the
+CPU, which a CUDA UNet refuses; this equivalent (checked against it in tests/test_bench.py) keeps everything on the
+device, installs the eager processors once and never waits for the device, so the official shape's figure is, if
+anything, flattering and the speedup conservative. Fast path: `DSDScorer.score_latents`, every (timestep, image,
+text) triple batched, recorders on the selected cross-attention layers only, SDPA everywhere else, the unconditional
+branch once per (timestep, image); `--compile` compiles the UNet in place (`torch.compile`, static shapes).
 
 Agreement: both paths in the run's dtype against the official shape in fp32 (same weights, upcast) on the first
 pairs. The run exits 1 when the fast path is further from fp32 than 1e-4 plus 4x the official shape's own distance

@@ -1,20 +1,22 @@
 """Benchmark: the official shape of DSD work against discffusion's fast path, on one model and one input set.
 
-Official shape (DESIGN.md §4): one (text, image) pair at a time, the unconditional and conditional inputs doubled
-into one batch, eager attention (probabilities materialised) in every layer: `scoring.reference_score`.
-Fast path: `DSDScorer.score_latents`: every (timestep, image, text) triple batched, recorders on the selected
-cross-attention layers only, self-attention on SDPA, the unconditional branch once per (timestep, image).
-Both compute the `official` preset (attention term + denoising term) on the same latents, texts, timesteps and
-noise; the script checks that they agree, then prints `speedup: X` (fast pairs/s / official-shape pairs/s).
+Official shape (as the official pipeline_dsd.py works): one (text, image) pair at a time, the unconditional and
+conditional inputs doubled into one batch, eager attention (probabilities materialised) in every layer:
+`scoring.reference_score`. Fast path: `DSDScorer.score_latents`: every (timestep, image, text) triple batched,
+recorders on the selected cross-attention layers only, self-attention on SDPA, the unconditional branch once per
+(timestep, image). Both compute the `official` preset (attention term + denoising term) on the same latents, texts,
+timesteps and noise; the script checks that they agree, then prints `speedup: X` (fast pairs/s / official-shape
+pairs/s).
 
 Two more lines, each measured in the same run:
 * adaptive evaluation (`DSDScorer(adaptive=True)`) against the full official grid on shapes test images, each scored
   against its caption and three hard negatives: how many fewer UNet rows, and the attribute-swap accuracy of both;
   then the same search replayed (`adaptive_replay`) on the full grid's per-timestep scores in 8 visiting orders, since
   one order's accuracy is one draw;
-* early exit on a down + mid layer selection (no denoising term): the forward stops after the mid block. Beside the
-  measured ratio, its FLOP bound (FLOPs of a whole forward over those of the stopped one) on this UNet and on an
-  SD-2.1-base-shaped one (counted on the meta device: nothing is computed).
+* early exit on a down + mid layer selection (no denoising term), over the official grid: the forward stops after the
+  mid block. Beside the measured ratio, two bounds: the time of a bare whole UNet forward over that of a stopped one
+  (the most that early exit can give on this machine), and the FLOP ratio on this UNet and on an SD-2.1-base-shaped
+  one (counted on the meta device: nothing is computed).
 
     python bench/score_bench.py [--model FOLDER] [--images 4] [--texts 6] [--timesteps 2] [--batch-size 32]
                                 [--adaptive-images 100]
@@ -67,7 +69,7 @@ def main():
     if err > 1e-4: raise SystemExit(f'scores disagree: max abs difference {err:.2e}')
     print(f'speedup: {t_ref / t_fast:.1f}')
     if a.adaptive_images: adaptive_line(pipe, a.adaptive_images, a.batch_size)
-    early_exit_line(pipe, latents, ctx, noise, a.batch_size, a.repeats)
+    early_exit_line(pipe, latents, ctx, a.batch_size, a.repeats)
 
 def adaptive_line(pipe, n: int, batch_size: int, orders: int = 8):
     "UNet rows and attribute-swap accuracy of adaptive evaluation against the full official grid."
@@ -111,19 +113,32 @@ def down_mid(unet) -> list[str]:
     "The cross-attention layers of the down path and the mid block."
     return [n for n in cross_attention_layers(unet) if n.startswith(('down', 'mid'))]
 
-def early_exit_line(pipe, latents, ctx, noise, batch_size: int, repeats: int):
-    "Time of a down + mid layer selection with and without stopping the UNet after the mid block."
+def exit_time_bound(unet, layers, ctx, rows: int, repeats: int) -> float:
+    "Time of a bare whole UNet forward over that of one stopped after the last of `layers`, on `rows` rows."
+    c, g = unet.config, torch.Generator().manual_seed(0)
+    x = torch.randn(rows, c.in_channels, c.sample_size, c.sample_size, generator=g)
+    t, context = torch.full((rows,), 500), ctx[:1].expand(rows, -1, -1).contiguous()
+    def forward(stop):
+        with torch.no_grad(), record_cross_attention(unet, layers, stop_early=stop):
+            try: unet(x, t, encoder_hidden_states=context)
+            except StopForward: pass
+    full, stopped = (best_of(lambda: forward(stop), repeats)[0] for stop in (False, True))
+    return full / stopped
+
+def early_exit_line(pipe, latents, ctx, batch_size: int, repeats: int):
+    "Time of a down + mid layer selection over the official grid, with and without stopping after the mid block."
     layers, times = down_mid(pipe.unet), {}
     for early in (False, True):
-        sc = DSDScorer.from_pipeline(pipe, preset='attention', layers=layers, timesteps=spaced_timesteps(len(noise)),
-                                     batch_size=batch_size, early_exit=early)
-        times[early], scores = best_of(lambda: sc.score_latents(latents, ctx, noise=noise), repeats)
+        sc = DSDScorer.from_pipeline(pipe, preset='attention', layers=layers, batch_size=batch_size, early_exit=early,
+                                     progress=False)
+        times[early], scores = best_of(lambda: sc.score_latents(latents, ctx), repeats)
         if early: assert torch.equal(scores, last), 'early exit changed the scores'
         last = scores
     with torch.device('meta'): sd = UNet2DConditionModel(**sd21_base_unet_config())
-    print(f'early exit (layers {", ".join(layers)}): {times[False] / times[True]:.1f}x faster '
-          f'({times[False]:.2f} s -> {times[True]:.2f} s), scores identical; FLOP bound '
-          f'{exit_flop_bound(pipe.unet, layers):.1f}x here, {exit_flop_bound(sd, down_mid(sd)):.1f}x on an '
-          'SD-2.1-base-shaped UNet')
+    print(f'early exit (layers {", ".join(layers)}; {len(sc.timesteps)} timesteps, the official grid): '
+          f'{times[False] / times[True]:.1f}x faster ({times[False]:.2f} s -> {times[True]:.2f} s), scores identical; '
+          f'time bound {exit_time_bound(pipe.unet, layers, ctx, batch_size, repeats):.1f}x (bare UNet forwards of '
+          f'{batch_size} rows, whole over stopped), FLOP bound {exit_flop_bound(pipe.unet, layers):.1f}x here, '
+          f'{exit_flop_bound(sd, down_mid(sd)):.1f}x on an SD-2.1-base-shaped UNet')
 
 if __name__ == '__main__': main()
