@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from functools import partialmethod
 from pathlib import Path
 import torch
+from .core import DTYPE_NAMES
 from .toy import TEXT_ENCODERS
 
 # %% auto #0
@@ -410,7 +411,7 @@ def eval_records(args):
         raise BadInput(f"--path {args.path}: no examples to evaluate{why}")
     return records
 
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}   # `--dtype`
+DTYPES = DTYPE_NAMES   # `--dtype`: the names `core.check_dtype` reads
 
 def scorer_options(args) -> dict:
     "The options `--scorer` takes from the flags given; an error for one it does not take, rather than dropping it."

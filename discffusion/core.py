@@ -110,7 +110,7 @@ def check_finite_weights(pipe, model) -> None:
                 raise ValueError(f"model: {_weights_file(model, component)} holds NaN or Inf weights ({name}); "
                                  "the file is damaged: download or rebuild it")
 
-DTYPE_NAMES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16} # also as strings
+DTYPE_NAMES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16} # the CLI's `--dtype`
 
 def check_dtype(dtype) -> torch.dtype | None:
     "A floating torch dtype (or its name, e.g. 'float16'), None as it is; else an error naming `dtype`."

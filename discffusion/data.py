@@ -472,22 +472,23 @@ def _user_records(row: dict, where: str, root: Path) -> list[Record]:
     if neg_images: out.append(Record(text, [image] + [root/p for p in neg_images], 0, 'image', sub, rid, where))
     return out
 
-def _parts(recs: list[Record]) -> tuple:
-    "(image, text, every image it names, every text it names) of one row, from its records."
-    r = recs[0]
-    image, text = (r.query, r.candidates[0]) if r.kind == 'text' else (r.candidates[0], r.query)
-    return image, text, {i for x in recs for i in x.images}, {t for x in recs for t in x.texts}
+def _named(recs: list[Record]) -> set:
+    "Every image (by its path) and every text that one row's records name."
+    return {('image', str(i)) for r in recs for i in r.images} | {('text', t) for r in recs for t in r.texts}
 
 def _check_ids(per_row: list[list[Record]]):
-    "An error naming both lines when rows sharing an id are not one example's parts (see the rule above)."
-    first = {}
-    for recs in per_row:
-        if (other := first.setdefault(recs[0].group, recs)) is recs: continue
-        (im, tx, ims, txs), (im0, tx0, ims0, txs0) = _parts(recs), _parts(other)
-        if im != im0 and tx != tx0 and (ims, txs) != (ims0, txs0):
-            raise ValueError(f"{recs[0].id}: id {recs[0].group!r} is also the id of {other[0].id}, but the two rows "
-                             "share neither their image nor their text, nor name the same images and texts, so they "
-                             "are not parts of one example; give each example its own id")
+    "An error naming two lines when the rows sharing an id fall apart: linked by the images and texts they name."
+    groups = {}
+    for recs in per_row: groups.setdefault(recs[0].group, []).append(recs)
+    for rows in groups.values():   # grow the example from its first row, whatever the order of the others
+        named, rest = _named(rows[0]), rows[1:]
+        while linked := [r for r in rest if _named(r) & named]:
+            for r in linked: named |= _named(r)
+            rest = [r for r in rest if not any(r is l for l in linked)]
+        if rest:
+            raise ValueError(f"{rest[0][0].id}: id {rest[0][0].group!r} is also the id of {rows[0][0].id}, but the "
+                             "rows name none of each other's images or texts, so they are not parts of one example; "
+                             "give each example its own id")
 
 def matching_records(path, # a .csv or .jsonl file of `image, text, negatives…` rows
                      image_root=None, # folder the image paths are relative to; default: the file's folder

@@ -21,9 +21,10 @@ from .scoring import branch_rows, warn_truncated, prepare_images, image_items, a
 # %% auto #0
 __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'hits_at', 'bootstrap_ci', 'image_key',
            'distinct_images', 'score_group', 'process_shard', 'gather_outputs', 'score_records', 'winoground_metrics',
-           'subset_metrics', 'checked_ks', 'summarize', 'record_list', 'evaluate', 'format_results', 'print_results',
-           'plot_results', 'DenoisingScorer', 'image_list', 'BlankImageControl', 'CLIPScorer', 'shapes_clip_folder',
-           'scorer_options', 'check_scorer_options', 'build_scorer', 'both_directions', 'dataset_records', 'run_eval']
+           'subset_metrics', 'checked_ks', 'summarize', 'is_record', 'record_list', 'evaluate', 'format_results',
+           'print_results', 'plot_results', 'DenoisingScorer', 'image_list', 'BlankImageControl', 'CLIPScorer',
+           'shapes_clip_folder', 'scorer_options', 'check_scorer_options', 'build_scorer', 'both_directions',
+           'dataset_records', 'run_eval']
 
 # %% ../nbs/07_evaluation.ipynb #62aa137e
 def _checked_label(label, n: int) -> int:
@@ -231,16 +232,16 @@ def summarize(outputs, # `score_records`' outputs, or a list of runs of them (th
     return res | {'all': subset_metrics(runs, ks, n_boot, seed)}
 
 # %% ../nbs/07_evaluation.ipynb #c170ffa8
-def _is_record(r) -> bool:
+def is_record(r) -> bool:
     "Whether `r` is a `Record` by its fields (a reloaded module's `Record` is another class of the same shape)."
     return all(hasattr(r, name) for name in [f.name for f in dataclasses.fields(Record)] + ['images', 'texts'])
 
 def record_list(records) -> list[Record]:
     "`records` (a list, `Records`, or any iterable of `Record`s) as a list, or an error naming what is not a `Record`."
-    if isinstance(records, (str, bytes)) or _is_record(records) or not isinstance(records, Iterable):
+    if isinstance(records, (str, bytes)) or is_record(records) or not isinstance(records, Iterable):
         raise TypeError(f"records: expected a list (or any iterable) of Records, got {type(records).__name__}")
     records = records if isinstance(records, list) else list(records)
-    if bad := [i for i, r in enumerate(records) if not _is_record(r)][:1]:
+    if bad := [i for i, r in enumerate(records) if not is_record(r)][:1]:
         raise TypeError(f"records[{bad[0]}]: expected a Record, got {type(records[bad[0]]).__name__}")
     return records
 
@@ -343,6 +344,7 @@ class DenoisingScorer(DSDScorer):
             raise ValueError(f"{given[0]}: the denoising scorer reads no cross-attention, so it takes none of "
                              f"{', '.join(ATTENTION_OPTIONS)}; its options are timesteps, seed, batch_size, "
                              "resolution and progress")
+        kwargs = {k: v for k, v in kwargs.items() if k not in ATTENTION_OPTIONS}   # those left are off: as not given
         super().__init__(unet, scheduler, vae, text_encoder, tokenizer, preset='official', **kwargs)
         self.normalize = normalize
 
@@ -491,11 +493,12 @@ def scorer_options(kind: str) -> list[str]:
     "The options `build_scorer(kind, ...)` passes on: the scorer's own and its loader's."
     dsd = _keywords(DSDScorer.__init__, DSDScorer.from_pretrained)
     return sorted({'clip': _keywords(CLIPScorer.__init__, CLIPScorer.from_pretrained),
-                   'denoise': dsd | _keywords(DenoisingScorer.__init__)}.get(kind, dsd))
+                   'denoise': (dsd - set(ATTENTION_OPTIONS)) | _keywords(DenoisingScorer.__init__)}.get(kind, dsd))
 
 def check_scorer_options(kind: str, options: dict):
     "An error naming an option that a scorer of `kind` does not take, and the ones it does."
-    if bad := sorted(set(options) - set(takes := scorer_options(kind))):
+    given = {k for k, v in options.items() if not (kind == 'denoise' and k in ATTENTION_OPTIONS and v in (None, False))}
+    if bad := sorted(given - set(takes := scorer_options(kind))):   # the denoising scorer takes attention options off
         raise ValueError(f"{bad[0]}: the {kind!r} scorer takes no such option; it takes {', '.join(takes)}")
 
 def build_scorer(kind: str = 'dsd', # dsd, denoise (the denoising error), blank (DSD's blank-image control), clip

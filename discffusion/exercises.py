@@ -140,7 +140,7 @@ def _compare_lse(fn, what, logits, mask) -> tuple[bool, str]:
     dtype, got = got.dtype, got.detach().float()
     if torch.allclose(got, want, rtol=1e-5, atol=1e-4): return True, f"{what}: matches pool_tokens"
     i = tuple(int(v) for v in (~torch.isclose(got, want, rtol=1e-5, atol=1e-4)).nonzero()[0])
-    hint = (f'the result is {dtype}: compute in float32, as the logits are' if dtype != want.dtype else
+    hint = (f'the result is {dtype}: compute in float32, as the logits are' if dtype in (torch.float16, torch.bfloat16) else
             _lse_hint(got, want, mask))
     return False, f"{what}: at [b, head, n] = {list(i)} got {float(got[i]):.6g}, expected {float(want[i]):.6g}; {hint}"
 

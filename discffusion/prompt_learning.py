@@ -330,6 +330,7 @@ def run_identity(scorer: DSDScorer, train: list, val: list | None = None,
     "What else a resumed checkpoint must have been written with: the data's fingerprints, the scoring, the run."
     scoring = _trained_for(scorer) | dict(
         layers=list(scorer.layers), pooling=scorer.pooling.method, topk=scorer.pooling.k, token_mask=scorer.token_mask,
+        resolution=scorer.resolution,
         denoise=scorer.denoise, uncond_attention=scorer.uncond_attention, normalize=getattr(scorer, 'normalize', None))
     described = {k: v for k, v in (info or {}).items() if k != 'seed'}   # the seed is the config's already
     return (dict(training_data=fingerprint(train), validation_data=fingerprint(val))

@@ -22,12 +22,12 @@ from .pooling import TokenPooling, real_token_mask, mean_layers, POOLINGS
 
 
 # %% auto #0
-__all__ = ['PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank', 'reference_score',
-           'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index', 'uncond_errors',
-           'AdaptiveGrid', 'check_token_mask', 'check_uncond', 'resolve_timesteps', 'checked_timesteps',
-           'explicit_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'one_image', 'image_count', 'image_items',
-           'prepare_images', 'warn_truncated', 'as_texts', 'checked_texts', 'tokenize', 'unknown_words',
-           'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
+__all__ = ['SPACED_WINDOW', 'PRESETS', 'CLOSED_VOCABULARY', 'official_timesteps', 'spaced_timesteps', 'noise_bank',
+           'reference_score', 'noised_latents', 'row_target', 'denoise_target', 'branch_rows', 'branch_index',
+           'uncond_errors', 'AdaptiveGrid', 'check_token_mask', 'check_uncond', 'resolve_timesteps',
+           'checked_timesteps', 'explicit_timesteps', 'DSDScorer', 'triple_index', 'load_rgb', 'one_image',
+           'image_count', 'image_items', 'prepare_images', 'warn_truncated', 'as_texts', 'checked_texts', 'tokenize',
+           'unknown_words', 'warn_unknown_words', 'stratified_order', 'survivors', 'adaptive_search', 'adaptive_replay']
 
 # %% ../nbs/04_scoring.ipynb #917e618f
 def official_timesteps(scheduler, # the pipeline's scheduler; its config builds the official Euler scheduler
@@ -42,8 +42,10 @@ def official_timesteps(scheduler, # the pipeline's scheduler; its config builds 
     picked = grid[torch.arange(start, len(grid) - start, int(1000 / sampling_steps))]  # Euler's order is 1
     return sorted(int(t) for t in picked)
 
+SPACED_WINDOW = (200, 800) # the timesteps a count spreads over (`spaced_timesteps`)
+
 def spaced_timesteps(n: int, # how many timesteps
-                     low: int = 200, high: int = 800, # the window
+                     low: int = SPACED_WINDOW[0], high: int = SPACED_WINDOW[1], # the window
                     ) -> list[int]:
     "`n` timesteps evenly spaced over [low, high] (the midpoint when n == 1)."
     if not isinstance(n, int) or n < 1: raise ValueError(f"timesteps: a count needs an int >= 1, got {n!r}")
@@ -271,8 +273,9 @@ def resolve_timesteps(timesteps, # 'official', 'official:S', an int count, or a 
         raise ValueError(f"timesteps: unknown {timesteps!r}; expected 'official', 'official:S', a count or a list")
     if torch.is_tensor(timesteps): timesteps = timesteps.tolist()
     if isinstance(timesteps, numbers.Integral) and not isinstance(timesteps, bool):
-        if not 1 <= timesteps <= n_train:
-            raise ValueError(f"timesteps: a count must be in [1, {n_train}], got {timesteps} "
+        most = min(n_train, SPACED_WINDOW[1] - SPACED_WINDOW[0] + 1)   # distinct timesteps of the window
+        if not 1 <= timesteps <= most:
+            raise ValueError(f"timesteps: a count must be in [1, {most}], got {timesteps} "
                              f"(for the single timestep t={timesteps}, pass [{timesteps}])")
         return spaced_timesteps(int(timesteps))
     if not isinstance(timesteps, Iterable):
@@ -426,8 +429,8 @@ def timestep_scores(self: DSDScorer, latents: torch.Tensor, # [n_img, C, H, W] c
                     uncond_embedding: torch.Tensor | None = None, # [1, S, D], the embedding of "" (default: encoded)
                    ) -> torch.Tensor:
     "Each timestep's DSD score `[T, n_text, n_img]` (NaN where adaptive evaluation dropped a candidate)."
-    self.check_text_extras(text_embeddings, token_mask, uncond_embedding)
     timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
+    self.check_text_extras(ctx, token_mask, uncond_embedding)   # after the embeddings' own checks
     T, n_img, n_text = len(timesteps), len(latents), len(ctx)
     target = denoise_target(self.scheduler, latents, noise, timesteps).float() if self.denoise else None
     with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:
@@ -518,8 +521,8 @@ def score_pairs(self: DSDScorer, latents: torch.Tensor, # [R, C, H, W] clean sca
                 uncond_embedding: torch.Tensor | None = None, # [1, S, D] (default: encoded)
                ) -> torch.Tensor:
     "Differentiable DSD score `[R]` of row r: latent r noised with noise r at timestep r, against text r."
-    self.check_text_extras(text_embeddings, token_mask, uncond_embedding)
     t, zt, ctx, target = self.noised_rows(latents, text_embeddings, timesteps, noise, with_target=self.denoise)
+    self.check_text_extras(ctx, token_mask, uncond_embedding)   # after the rows' own checks
     dev, dt = self.unet.device, self.unet.dtype
     mask = None if token_mask is None else token_mask.to(dev)
     with record_cross_attention(self.unet, self.layers, reduce=self.pooling) as rec:

@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .hooks import record_cross_attention, select_layers, cross_attention_layers, StopForward
 from .pooling import POOLINGS
-from .scoring import DSDScorer, PRESETS, noise_bank, prepare_images, resolve_timesteps, one_image
+from .scoring import DSDScorer, PRESETS, noise_bank, prepare_images, resolve_timesteps, one_image, as_texts
 from .core import check_int
 from .shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard_negatives
 from .adapters import load_adapter
@@ -74,7 +74,7 @@ def attention_maps(scorer: DSDScorer, image, # one PIL image, path or [3, H, W] 
                    size: int | None = None, # side of the maps; default: the scorer's image resolution
                   ) -> torch.Tensor:
     "Heat maps `[n_text, S, size, size]`: each token's softmax attention, mean over heads, layers and timesteps."
-    texts = [texts] if isinstance(texts, str) else list(texts)
+    texts = as_texts(texts)
     size = scorer.resolution if size is None else check_int(size, 'size', 1)
     names = select_layers(scorer.unet, scorer.layers if layers is None else layers)
     latents, ctx = scorer.encode_images([image]), scorer.encode_texts(texts)[0]
@@ -134,7 +134,7 @@ def plot_word_maps(scorer: DSDScorer, image, texts: list[str],
                    tile: int = 96, # side of each picture in pixels (at most the image resolution)
                   ) -> Figure:
     "One row per text: the image, then each word's heat map over it, all on one colour scale."
-    texts = [texts] if isinstance(texts, str) else list(texts)
+    texts = as_texts(texts)
     tile = min(check_int(tile, 'tile', 1), scorer.resolution)
     rows = _word_rows(scorer, image, texts, timesteps, layers, end, tile)
     scores = scorer.score(image, texts)[:, 0] if scores is None else scores
@@ -174,7 +174,7 @@ def scores_by_timestep(scorer: DSDScorer, images, texts: list[str],
     "The score matrix at each timestep alone, `[T, n_text, n_img]`, with the noise bank of the whole grid."
     ts = _grid(scorer, timesteps)
     latents = scorer.encode_images(images)
-    ctx, mask = scorer.encode_texts([texts] if isinstance(texts, str) else list(texts))
+    ctx, mask = scorer.encode_texts(as_texts(texts))
     noise = noise_bank(len(ts), tuple(latents.shape[1:]), scorer.seed)
     quiet = len(ts) * len(latents) * len(ctx) < 1000 if progress is None else not progress
     return torch.stack([scorer.score_latents(latents, ctx, [t], noise[k:k + 1], token_mask=mask)
@@ -207,7 +207,7 @@ def scores_by_layer(scorer: DSDScorer, images, texts: list[str],
                    ) -> dict[str, torch.Tensor]:
     "The score matrix `[n_text, n_img]` with each layer alone, by layer name."
     latents = scorer.encode_images(images)
-    ctx, mask = scorer.encode_texts([texts] if isinstance(texts, str) else list(texts))
+    ctx, mask = scorer.encode_texts(as_texts(texts))
     one, out = copy.copy(scorer), {}   # a shallow copy: same models and options, its own `layers`
     for name in select_layers(scorer.unet, layers):
         one.layers = [name]
@@ -226,7 +226,7 @@ def plot_layer_curves(scorer: DSDScorer, image, texts: list[str], layers='all') 
 # %% ../nbs/13_visualize.ipynb #6ec4cb81
 def _texts_for(texts, n: int, what: str) -> list[str]:
     "`texts` as a list, checked to hold one text per `what` (`n` of them)."
-    texts = [texts] if isinstance(texts, str) else list(texts)
+    texts = as_texts(texts)
     if len(texts) != n: raise ValueError(f"texts: expected {n} (one per {what}), got {len(texts)}")
     return texts
 

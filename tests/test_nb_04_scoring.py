@@ -87,12 +87,13 @@ def test_cell_2():
     import torch
     from PIL import Image
     from fastcore.test import test_fail
-    from discffusion.scoring import DSDScorer, AdaptiveGrid, unknown_words
+    from discffusion.scoring import DSDScorer, AdaptiveGrid, unknown_words, spaced_timesteps
+    test_fail(lambda: spaced_timesteps(700), contains='timesteps: a count of at most 601 distinct timesteps fits in [200, 800]')
     for opts, said in ((dict(denoise='no'), "denoise: expected True or False, got 'no'"),
                        (dict(adaptive='yes'), "adaptive: expected True, False or an AdaptiveGrid, got 'yes'"),
                        (dict(early_exit=1), 'early_exit: expected True or False, got 1'),
                        (dict(layers=3), "layers: expected 'official', 'all'"),
-                       (dict(timesteps=700), 'timesteps: a count of at most 601 distinct timesteps fits in [200, 800]')):
+                       (dict(timesteps=700), 'timesteps: a count must be in [1, 601], got 700 (for the single timestep')):
         test_fail(lambda: DSDScorer.from_pretrained(None, **opts), contains=said)
     test_fail(lambda: AdaptiveGrid(strata=0), contains='strata: expected an int >= 1, got 0')
     test_fail(lambda: AdaptiveGrid(z=-1.0), contains='z: expected a finite number > 0')
@@ -111,6 +112,8 @@ def test_cell_2():
     test_fail(lambda: bad_official.score_latents(bad_lat, bad_ctx, uncond_embedding=bad_ctx[:2]),
               contains=f'uncond_embedding: expected [1, {S}, {D}]')
     test_fail(lambda: bad_official.score_latents(bad_lat[:, :3], bad_ctx), contains='latents: expected 4 channels')
+    test_fail(lambda: bad_official.score_latents(bad_lat, bad_ctx[0], uncond_embedding=bad_ctx[:1]),   # the embeddings named
+              contains='text_embeddings: expected [n_text > 0, S, D]')
     test_fail(lambda: bad_official.score_latents(bad_lat, bad_ctx[..., :D // 2]), contains=f'text_embeddings: expected width {D}')
     bad_rows, bad_noise = bad_lat.expand(3, -1, -1, -1), torch.randn(3, *bad_lat.shape[1:])   # score_pairs: nothing broadcast
     test_fail(lambda: bad_official.score_pairs(bad_rows, bad_ctx, [500] * 3, bad_noise[:1]), contains='noise: expected one row per latent (3), got 1')

@@ -72,17 +72,22 @@ def test_cell_2():
 def test_cell_3():
     # rows sharing an id are one example's parts, or an error naming both lines; a negative equal to the positive is refused
     with tempfile.TemporaryDirectory() as d:
-        for name in ('a.png', 'b.png'): Image.new('RGB', (4, 4)).save(Path(d, name))
+        for name in ('a.png', 'b.png', 'c.png', 'd.png'): Image.new('RGB', (4, 4)).save(Path(d, name))
         def read(text, name='d.csv'):
             Path(d, name).write_text(text); return matching_records(Path(d, name))
         head = 'id,image,text,negative_1,negative_image_1,subset\n'
-        for rows in ['1,a.png,a red square,a blue square,,\n1,b.png,a blue square,a red square,,\n',   # another pair
-                     '7,a.png,a red square,a blue square,,\n7,b.png,a blue square,,a.png,\n']:         # another direction
+        for rows in ['1,a.png,a red square,a blue square,,\n1,c.png,a green circle,a blue circle,,\n',   # another pair
+                     '7,a.png,a red square,a blue square,,\n7,c.png,a green circle,,d.png,\n']:        # another direction
             test_fail(lambda: read(head + rows + '2,a.png,a red square,a red circle,,\n'),
-                      contains=f"line 3 of d.csv: id '{rows[0]}' is also the id of line 2 of d.csv, but the two rows share")
+                      contains=f"line 3 of d.csv: id '{rows[0]}' is also the id of line 2 of d.csv, but the rows name none")
         test_fail(lambda: read('{"id": 1, "image": "a.png", "text": "x", "negatives": ["y"]}\n'
-                               '{"id": "1", "image": "b.png", "text": "y", "negatives": ["x"]}\n', 'd.jsonl'),
+                               '{"id": "1", "image": "b.png", "text": "z", "negatives": ["w"]}\n', 'd.jsonl'),
                   contains="line 2 of d.jsonl: id '1' is also the id of line 1 of d.jsonl")
+        rows = {'A': '1,a.png,red,blue,b.png,\n', 'B': '1,b.png,blue,red,a.png,\n', 'C': '1,a.png,red,green,,shape\n'}
+        for order in ('ABC', 'CAB', 'BCA'):   # one example whatever the order of its rows
+            test_eq(len(read(head + ''.join(rows[k] for k in order))), 5)
+        one_way = read(head + '4,a.png,a red square,a blue square,,\n4,b.png,a blue square,a red square,,\n')
+        test_eq([r.group for r in one_way], ['4', '4'])   # Winoground's text score: each image against both captions
         wino = read(head + '1,a.png,a red square,a blue square,b.png,\n1,b.png,a blue square,a red square,a.png,\n'
                            '2,a.png,a red square,a red circle,,colour\n2,a.png,a red square,a green square,,shape\n')
         test_eq([(r.group, r.kind) for r in wino], [('1', 'text'), ('1', 'image'), ('1', 'text'), ('1', 'image'),

@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from discffusion.hooks import record_cross_attention, select_layers, cross_attention_layers, StopForward
 from discffusion.pooling import POOLINGS
-from discffusion.scoring import DSDScorer, PRESETS, noise_bank, prepare_images, resolve_timesteps, one_image
+from discffusion.scoring import DSDScorer, PRESETS, noise_bank, prepare_images, resolve_timesteps, one_image, as_texts
 from discffusion.core import check_int
 from discffusion.shapes import COLORS, SHAPES, RELATIONS, Obj, Scene, render, caption, hard_negatives
 from discffusion.adapters import load_adapter

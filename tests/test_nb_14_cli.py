@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from functools import partialmethod
 from pathlib import Path
 import torch
+from discffusion.core import DTYPE_NAMES
 from discffusion.toy import TEXT_ENCODERS
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, inspect, io, shutil, tempfile
