@@ -17,6 +17,7 @@ from .core import default_device, embedded_model_path, _quiet_loading, check_int
 from .data import Record, Records, open_image, load_records, group_key
 from .scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
 from .scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts
+from .scoring import check_uncond
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'hits_at', 'bootstrap_ci', 'image_key',
@@ -358,6 +359,7 @@ def score_latents(self: DenoisingScorer, latents, text_embeddings, timesteps=Non
                   uncond_embedding=None) -> torch.Tensor:
     "Denoising-error scores `[n_text, n_img]` on explicit latents and text embeddings (`token_mask` is unused)."
     timesteps, latents, ctx, noise, zt = self.prepare_latents(latents, text_embeddings, timesteps, noise)
+    check_uncond(uncond_embedding, ctx)   # as `DSDScorer` checks it
     dev, dt = self.unet.device, self.unet.dtype
     target = denoise_target(self.scheduler, latents, noise, timesteps).float()
     T, n = zt.shape[:2]  # below: ||target - eps_hat(z_t, text)|| of every (timestep, image, text), nothing recorded
@@ -374,6 +376,7 @@ def score_pairs(self: DenoisingScorer, latents, text_embeddings, timesteps, nois
                 uncond_embedding=None) -> torch.Tensor:
     "Differentiable denoising-error score `[R]` of row r (latent, noise, timestep, text r), as `DSDScorer.score_pairs`."
     t, zt, ctx, target = self.noised_rows(latents, text_embeddings, timesteps, noise)   # as `DSDScorer.score_pairs`
+    check_uncond(uncond_embedding, ctx)
     dev, dt = self.unet.device, self.unet.dtype
     err = lambda c: (target - self.unet(zt, t, encoder_hidden_states=c).sample.float()).flatten(1).norm(dim=1)
     if not self.normalize: return -err(ctx)

@@ -14,6 +14,7 @@ from discffusion.core import default_device, embedded_model_path, _quiet_loading
 from discffusion.data import Record, Records, open_image, load_records, group_key
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
 from discffusion.scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts
+from discffusion.scoring import check_uncond
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, re, tempfile, time, warnings
 import matplotlib.pyplot as plt
@@ -94,6 +95,10 @@ def test_cell_3():
     for option in ('preset', 'token_mask', 'adaptive'):  # attention options are refused by name, not silently ignored
         test_fail(lambda: DenoisingScorer(unet, sched, **{option: 'official'}), contains=f'{option}: the denoising scorer')
     DenoisingScorer(unet, sched, adaptive=False, early_exit=False)   # switched off is not asked for: accepted
+    for call in ('score_latents', 'score_pairs'):   # a wrong unconditional embedding is named, as by DSDScorer
+        args = (lat, txt) if call == 'score_latents' else (lat[:1], txt[:1], [600], bank[:1])
+        test_fail(lambda: getattr(DenoisingScorer(unet, sched, timesteps=[600]), call)(*args, uncond_embedding=unc[0]),
+                  contains='uncond_embedding: expected [1, ')
     test_fail(lambda: DenoisingScorer(unet, sched, **kw).score_pairs(lat[:1], txt[:1], [-1], bank[:1]),
               contains='timesteps: [-1]')   # checked as DSDScorer.score_pairs checks them
     text_bars = lambda: mock.patch('discffusion.scoring.tqdm', tqdm_std)   # a terminal's bars, under Jupyter too
