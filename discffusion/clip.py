@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from .core import check_int, embedded_model_path, seeded_draws
 from .data import Record, open_image
-from .evaluation import CLIPScorer, is_record
+from .evaluation import CLIPScorer, record_list
 from .training import Learner, cosine_schedule
 
 # %% auto #0
@@ -106,8 +106,7 @@ def _restored(model):
 def _opened(records) -> list[Record]:
     "`records` with their images opened: a missing or unreadable one is an error naming its record, before training."
     out = []
-    for i, r in enumerate(records):
-        if not is_record(r): raise TypeError(f"records[{i}]: expected a Record, got {type(r).__name__}")   # by its fields
+    for i, r in enumerate(record_list(records)):   # `evaluate`'s check: Records (by their fields), named if not
         try: out.append(dataclasses.replace(r, query=open_image(r.query)) if r.kind == 'text' else
                         dataclasses.replace(r, candidates=[open_image(c) for c in r.candidates]))
         except (FileNotFoundError, ValueError, TypeError) as e:   # `load_rgb`'s one-line errors, the record named

@@ -16,8 +16,7 @@ from fastcore.basics import patch
 from .core import default_device, embedded_model_path, _quiet_loading, check_int
 from .data import Record, Records, open_image, load_records, group_key
 from .scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
-from .scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts
-from .scoring import check_uncond
+from .scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts, check_uncond
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'ATTENTION_OPTIONS', 'SCORERS', 'hit_at', 'wins', 'hits_at', 'bootstrap_ci', 'image_key',
@@ -405,7 +404,7 @@ class BlankImageControl:
 
     def score(self, images, texts) -> torch.Tensor:
         "The wrapped scorer's scores of `texts` against the blank image, one column per image."
-        texts, n_img = as_texts(texts), len(image_list(images))   # no image, or not images: refused, as by DSDScorer
+        texts, n_img = as_texts(texts), len(image_items(images))   # no image, or not images: refused, as by DSDScorer
         scores = torch.as_tensor(self.scorer.score([self.blank], texts)).float()
         return scores.expand(len(texts), n_img).clone()
 

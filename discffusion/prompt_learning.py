@@ -356,8 +356,8 @@ def fit(scorer: DSDScorer, train: list, # the K shots: `Record`s, or `CandidateG
         info: dict | None = None) -> dict: # more fields for the adapter's `adapter.json`
     "Train LoRA and/or prompt tokens on `train` through the score itself; keep the best validated state; save to `out`."
     cfg = cfg or TrainConfig()
-    resume, progress, overwrite = (check_bool(v, k) for k, v in dict(resume=resume, progress=progress,
-                                                                      overwrite=overwrite).items())
+    resume, progress = check_bool(resume, 'resume'), check_bool(progress, 'progress')
+    overwrite = check_bool(overwrite, 'overwrite')
     if not train: raise ValueError("train: no training records")
     resuming = resume and not overwrite and out is not None and bool(checkpoints(out))
     if out is not None and not resuming: check_adapter_folder(out, overwrite)   # refused before training

@@ -252,7 +252,7 @@ def check_token_mask(token_mask, text_embeddings: torch.Tensor): # [n, S] bool o
         got = tuple(token_mask.shape) if torch.is_tensor(token_mask) else type(token_mask).__name__
         raise ValueError(f"token_mask: expected a bool tensor [{n}, {S}] (one row per text), got {got}"
                          + (f" {token_mask.dtype}" if torch.is_tensor(token_mask) else ''))
-    if not (empty := (~token_mask.any(1)).nonzero().flatten().tolist()) == []:
+    if empty := (~token_mask.any(1)).nonzero().flatten().tolist():
         raise ValueError(f"token_mask: rows {empty[:8]} select no token, so they have no score")
 
 def check_uncond(uncond_embedding, text_embeddings: torch.Tensor): # [1, S, D] or None; the [n, S, D] beside it
@@ -692,8 +692,9 @@ def encode_texts(self: DSDScorer, texts: list[str],
     "Text-encoder hidden states `[n, S, D]` and the token mask (None for `all`)."
     if self.text_encoder is None or self.tokenizer is None:
         raise ValueError("text_encoder/tokenizer: this scorer was built without them; use score_latents")
+    texts = checked_texts(texts)   # one string, a list or any iterable of them: read once
     ids, attention = tokenize(self.tokenizer, texts)
-    self.name_unknown_words([texts] if isinstance(texts, str) else texts)
+    self.name_unknown_words(texts)
     dev = self.text_encoder.device
     hidden = torch.cat([self.text_encoder(ids[a:a + self.batch_size].to(dev))[0]
                         for a in range(0, len(ids), self.batch_size)])
@@ -727,7 +728,7 @@ def _uncond_embedding(self: DSDScorer) -> torch.Tensor:
 def score(self: DSDScorer, images, # PIL images, paths, or tensors in [0, 1]
           texts: list[str]) -> torch.Tensor:
     "The DSD score matrix `[len(texts), len(images)]`: entry [i, j] scores text i against image j."
-    ctx, mask = self.encode_texts(as_texts(texts))
+    ctx, mask = self.encode_texts(texts)
     return self.score_latents(self.encode_images(images), ctx, token_mask=mask)
 
 @patch(cls_method=True)

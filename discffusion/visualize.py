@@ -174,7 +174,7 @@ def scores_by_timestep(scorer: DSDScorer, images, texts: list[str],
     "The score matrix at each timestep alone, `[T, n_text, n_img]`, with the noise bank of the whole grid."
     ts = _grid(scorer, timesteps)
     latents = scorer.encode_images(images)
-    ctx, mask = scorer.encode_texts(as_texts(texts))
+    ctx, mask = scorer.encode_texts(texts)
     noise = noise_bank(len(ts), tuple(latents.shape[1:]), scorer.seed)
     quiet = len(ts) * len(latents) * len(ctx) < 1000 if progress is None else not progress
     return torch.stack([scorer.score_latents(latents, ctx, [t], noise[k:k + 1], token_mask=mask)
@@ -207,7 +207,7 @@ def scores_by_layer(scorer: DSDScorer, images, texts: list[str],
                    ) -> dict[str, torch.Tensor]:
     "The score matrix `[n_text, n_img]` with each layer alone, by layer name."
     latents = scorer.encode_images(images)
-    ctx, mask = scorer.encode_texts(as_texts(texts))
+    ctx, mask = scorer.encode_texts(texts)
     one, out = copy.copy(scorer), {}   # a shallow copy: same models and options, its own `layers`
     for name in select_layers(scorer.unet, layers):
         one.layers = [name]

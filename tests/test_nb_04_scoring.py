@@ -87,18 +87,19 @@ def test_cell_2():
     import torch
     from PIL import Image
     from fastcore.test import test_fail
-    from discffusion.scoring import DSDScorer, AdaptiveGrid, unknown_words, spaced_timesteps
+    from discffusion.core import load_pipeline
+    bad_pipe = load_pipeline(None, device='cpu')   # the embedded model, loaded once for every scorer below
     test_fail(lambda: spaced_timesteps(700), contains='timesteps: a count of at most 601 distinct timesteps fits in [200, 800]')
     for opts, said in ((dict(denoise='no'), "denoise: expected True or False, got 'no'"),
                        (dict(adaptive='yes'), "adaptive: expected True, False or an AdaptiveGrid, got 'yes'"),
                        (dict(early_exit=1), 'early_exit: expected True or False, got 1'),
                        (dict(layers=3), "layers: expected 'official', 'all'"),
                        (dict(timesteps=700), 'timesteps: a count must be in [1, 601], got 700 (for the single timestep')):
-        test_fail(lambda: DSDScorer.from_pretrained(None, **opts), contains=said)
+        test_fail(lambda: DSDScorer.from_pipeline(bad_pipe, **opts), contains=said)
     test_fail(lambda: AdaptiveGrid(strata=0), contains='strata: expected an int >= 1, got 0')
     test_fail(lambda: AdaptiveGrid(z=-1.0), contains='z: expected a finite number > 0')
-    bad_real = DSDScorer.from_pretrained(None, preset='attention', token_mask='real', timesteps=[300])
-    bad_official = DSDScorer.from_pretrained(None, preset='official', timesteps=[300])
+    bad_real = DSDScorer.from_pipeline(bad_pipe, preset='attention', token_mask='real', timesteps=[300])
+    bad_official = DSDScorer.from_pipeline(bad_pipe, preset='official', timesteps=[300])
     bad_img = Image.new('RGB', (32, 32), 'red')
     bad_texts = ['a red circle', 'a blue square', 'a red square']
     bad_lat = bad_real.encode_images([bad_img]); bad_ctx, bad_mask = bad_real.encode_texts(bad_texts)

@@ -13,8 +13,7 @@ from fastcore.basics import patch
 from discffusion.core import default_device, embedded_model_path, _quiet_loading, check_int
 from discffusion.data import Record, Records, open_image, load_records, group_key
 from discffusion.scoring import DSDScorer, noise_bank, denoise_target, uncond_errors, triple_index
-from discffusion.scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts
-from discffusion.scoring import check_uncond
+from discffusion.scoring import branch_rows, warn_truncated, prepare_images, image_items, as_texts, checked_texts, check_uncond
 from fastcore.test import test_eq, test_close, test_fail
 import contextlib, io, re, tempfile, time, warnings
 import matplotlib.pyplot as plt
@@ -54,7 +53,7 @@ def test_cell_2():
     test_eq(evaluate(Ties(), (r for r in recs), n_boot=10, progress=False), evaluate(Ties(), recs, n_boot=10, progress=False))
     test_fail(lambda: evaluate(Ties(), [{'image': 'a.png'}], progress=False), contains='records[0]: expected a Record, got dict')
     test_fail(lambda: evaluate(Ties(), recs[0], progress=False), contains='records: expected a list (or any iterable) of Records')
-    import dataclasses   # a notebook's own Record, or a reloaded module's: another class of the same shape
+    # a notebook's own Record, or a reloaded module's: another class of the same shape
     Reloaded = type('Record', (), {k: v for k, v in vars(Record).items() if k not in ('__dict__', '__weakref__')})
     again = [Reloaded(**{f.name: getattr(r, f.name) for f in dataclasses.fields(Record)}) for r in recs]
     assert not isinstance(again[0], Record)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from discffusion.core import check_int, embedded_model_path, seeded_draws
 from discffusion.data import Record, open_image
-from discffusion.evaluation import CLIPScorer, is_record
+from discffusion.evaluation import CLIPScorer, record_list
 from discffusion.training import Learner, cosine_schedule
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile

@@ -33,13 +33,13 @@ from discffusion.data import load_records
 
 
 def test_cell_0():
-    scorer = DSDScorer.from_pretrained(device='cpu')
+    t_scorer = DSDScorer.from_pretrained(device='cpu')
     e = make_split('test', 1, seed=3)[0]
-    maps = lambda **kw: attention_maps(scorer, e.image, [e.caption], **kw)
-    two = DSDScorer(scorer.unet, scorer.scheduler, timesteps=2).timesteps   # a bare int is a count, as for the scorer
+    maps = lambda **kw: attention_maps(t_scorer, e.image, [e.caption], **kw)
+    two = DSDScorer(t_scorer.unet, t_scorer.scheduler, timesteps=2).timesteps   # a bare int is a count, as for the scorer
     test_eq(len(two), 2)
     test_close(maps(timesteps=2), maps(timesteps=two), eps=1e-6)
-    test_close(maps(timesteps='official:4'), maps(timesteps=DSDScorer(scorer.unet, scorer.scheduler,
+    test_close(maps(timesteps='official:4'), maps(timesteps=DSDScorer(t_scorer.unet, t_scorer.scheduler,
                                                                         timesteps='official:4').timesteps), eps=1e-6)
     assert not torch.allclose(maps(timesteps=[2]), maps(timesteps=2))     # [2] is the single timestep t = 2
     test_fail(lambda: maps(timesteps=5000), contains='(for the single timestep t=5000, pass [5000])')
@@ -48,10 +48,10 @@ def test_cell_0():
 
 
 def test_cell_1():
-    scorer = DSDScorer.from_pretrained(device='cpu')
+    t_scorer = DSDScorer.from_pretrained(device='cpu')
     for e in [e for e in make_split('test', 12, seed=1) if len(e.scene.objects) == 2][:8]:
-        spans = word_spans(scorer.tokenizer, e.caption)
-        heat, masks = word_maps(attention_maps(scorer, e.image, [e.caption])[0], spans), color_masks(e.image)
+        spans = word_spans(t_scorer.tokenizer, e.caption)
+        heat, masks = word_maps(attention_maps(t_scorer, e.image, [e.caption])[0], spans), color_masks(e.image)
         first, second = (masks[o.color] for o in e.scene.objects)
         assert concentration(heat[3], first) > 1.1, (e.caption, spans[3])      # the relation's first word: the first object
         assert concentration(heat[-2], second) > 1.1, (e.caption, spans[-2])    # the last noun: the second object
@@ -59,14 +59,14 @@ def test_cell_1():
 
 
 def test_cell_2():
-    scorer = DSDScorer.from_pretrained(device='cpu')
+    t_scorer = DSDScorer.from_pretrained(device='cpu')
     e = make_split('test', 1, seed=3)[0]
-    five = DSDScorer(scorer.unet, scorer.scheduler, timesteps=5).timesteps   # `timesteps=5`: five timesteps, as for the scorer
-    test_close(scores_by_timestep(scorer, [e.image], [e.caption], timesteps=5),
-               scores_by_timestep(scorer, [e.image], [e.caption], timesteps=five), eps=1e-6)
-    test_eq(list(plot_timestep_curves(scorer, e.image, [e.caption, 'a blue square'], timesteps=5).axes[0].lines[0].get_xdata()),
+    five = DSDScorer(t_scorer.unet, t_scorer.scheduler, timesteps=5).timesteps   # `timesteps=5`: five timesteps, as for the scorer
+    test_close(scores_by_timestep(t_scorer, [e.image], [e.caption], timesteps=5),
+               scores_by_timestep(t_scorer, [e.image], [e.caption], timesteps=five), eps=1e-6)
+    test_eq(list(plot_timestep_curves(t_scorer, e.image, [e.caption, 'a blue square'], timesteps=5).axes[0].lines[0].get_xdata()),
             five)
-    test_eq(scores_by_timestep(scorer, [e.image], [e.caption], timesteps=[10]).shape, (1, 1, 1))   # one timestep: a list
+    test_eq(scores_by_timestep(t_scorer, [e.image], [e.caption], timesteps=[10]).shape, (1, 1, 1))   # one timestep: a list
 
 
 def test_cell_3():
