@@ -62,6 +62,15 @@ def clamp_logit_scale(model, # a transformers `CLIPModel`
     return clamp
 
 # %% ../nbs/09_clip.ipynb #6aea960f
+@contextmanager
+def _restored(model):
+    "A `with` block after which `model`'s `requires_grad` flags and train/eval mode are as they were before it."
+    grads, training = [p.requires_grad for p in model.parameters()], model.training
+    try: yield model
+    finally:
+        for p, g in zip(model.parameters(), grads): p.requires_grad_(g)
+        model.train(training)
+
 def pretrain_clip(scorer: CLIPScorer, images, # PIL images (or paths) to train on
                   captions: list[str], # their captions
                   steps: int = 1000, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.1,
@@ -75,16 +84,17 @@ def pretrain_clip(scorer: CLIPScorer, images, # PIL images (or paths) to train o
         raise ValueError(f"captions: expected one per image ({len(images)}), got {len(captions)}")
     if not 2 <= batch_size <= len(images):
         raise ValueError(f"batch_size: expected 2..{len(images)} (the number of images), got {batch_size}")
-    pixels, model = scorer.image_pixels(images), scorer.model.requires_grad_(True)
+    pixels, model = scorer.image_pixels(images), scorer.model
     def loss(gen, i):
         idx = torch.randperm(len(images), generator=gen)[:batch_size]
         caps = [captions[j] for j in idx.tolist()]
         return clip_loss(model.logit_scale.exp() * scorer.embed_texts(caps) @ scorer.embed_pixels(pixels[idx]).T, caps)
-    learn = Learner(model, loss, steps, lr=lr, weight_decay=weight_decay,
-                    schedule=schedule or cosine_schedule(warmup), max_grad_norm=None,
-                    after_step=[clamp_logit_scale(model)], seed=seed, out=out, every=every,
-                    settings=settings, desc='training CLIP', progress=progress)
-    with torch.enable_grad(): return learn.fit()['loss']
+    with _restored(model), torch.enable_grad():   # trains every weight; afterwards the flags and mode it had
+        learn = Learner(model.requires_grad_(True), loss, steps, lr=lr, weight_decay=weight_decay,
+                        schedule=schedule or cosine_schedule(warmup), max_grad_norm=None,
+                        after_step=[clamp_logit_scale(model)], seed=seed, out=out, every=every,
+                        settings=settings, desc='training CLIP', progress=progress)
+        return learn.fit()['loss']
 
 # %% ../nbs/09_clip.ipynb #911adf74
 def _trainable(model, train: str) -> list:
@@ -93,15 +103,6 @@ def _trainable(model, train: str) -> list:
     keep = lambda n: train == 'all' or n.startswith(('visual_projection', 'text_projection'))
     for n, p in model.named_parameters(): p.requires_grad_(keep(n) and n != 'logit_scale')
     return [p for p in model.parameters() if p.requires_grad]
-
-@contextmanager
-def _restored(model):
-    "A `with` block after which `model`'s `requires_grad` flags and train/eval mode are as they were before it."
-    grads, training = [p.requires_grad for p in model.parameters()], model.training
-    try: yield model
-    finally:
-        for p, g in zip(model.parameters(), grads): p.requires_grad_(g)
-        model.train(training)
 
 def _opened(records) -> list[Record]:
     "`records` with their images opened: a missing or unreadable one is an error naming its record, before training."

@@ -44,6 +44,11 @@ def test_cell_1():
     torch.testing.assert_close(a.model.state_dict(), b.model.state_dict())
     assert not torch.equal(a.model.text_projection.weight, tiny().model.text_projection.weight)
     assert a.model.logit_scale.exp() <= 100 and not a.model.training
+    a.model.text_model.requires_grad_(False); frozen = [p.requires_grad for p in a.model.parameters()]
+    words = a.model.text_model.embeddings.token_embedding.weight.detach().clone()
+    pretrain_clip(a, tiny_imgs, tiny_caps, steps=2, batch_size=4, warmup=1, progress=False)
+    assert not torch.equal(a.model.text_model.embeddings.token_embedding.weight, words)   # a frozen tower is trained,
+    test_eq([p.requires_grad for p in a.model.parameters()], frozen)                      # then frozen again
     test_fail(lambda: pretrain_clip(a, tiny_imgs, tiny_caps[:3]), contains='captions: expected one per image (8), got 3')
     test_fail(lambda: pretrain_clip(a, tiny_imgs, tiny_caps, batch_size=9), contains='batch_size: expected 2..8')
     test_fail(lambda: pretrain_clip(a, tiny_imgs, tiny_caps, steps=50, batch_size=4, progress=False),  # default warm-up 100
