@@ -589,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--seed', type=nonnegative_int, default=0)
     t.add_argument('--quick', action='store_true', help='a few steps only (a smoke test)')
     t.add_argument('--restart', action='store_true', help='ignore checkpoints in --out and start over')
-    t.add_argument('--text-layers', type=positive_int, default=None,
+    t.add_argument('--text-layers', type=nonnegative_int, default=None,
                    help="text-encoder layers, with --text-encoder joint (the CLIP recipes use the shapes CLIP's 3)")
     t.add_argument('--partial-captions', type=float, default=None,
                    help="share of two-object images captioned by one object only (default: the shipped recipe's)")

@@ -260,8 +260,9 @@ def _finished_model(out: Path, settings: dict) -> bool:
 
 def _check_recipe(s: dict):
     "The recipe's counts and learning rates in range before any stage runs (a late stage would fail after hours)."
-    for k in ('n_images', 'vae_steps', 'vae_batch', 'unet_steps', 'batch_size', 'every', 'text_layers', 'clip_steps'):
+    for k in ('n_images', 'vae_steps', 'vae_batch', 'unet_steps', 'batch_size', 'every', 'clip_steps'):
         check_int(s[k], k)
+    check_int(s['text_layers'], 'text_layers', 0)   # 0: embeddings and the final norm only (90's "0 layers")
     if check_int(s['warmup'], 'warmup', 0) > s['unet_steps']:
         raise ValueError(f"warmup: expected at most unet_steps={s['unet_steps']} warm-up steps (with more, the UNet's "
                          f"learning rate never reaches unet_lr), got {s['warmup']}")
