@@ -115,6 +115,7 @@ def test_report_prints_every_figure_and_fails_a_strict_disagreement(capsys):
     failures = gb.report(a, m, rows=20, gflop=0.3, pairs_off=8)
     out = capsys.readouterr().out
     for line in ('official shape: 2.00 pairs/s', 'fast path: 16.00 pairs/s', 'speedup: 8.00', 'max |fast - official|: 1',
+                 'max |fast - fp32| 1 (allowed: 0.0001)',
                  'caption ranking agrees (fast vs official): 1/2', 'peak memory: official shape 1 MiB; fast path 2 MiB'):
         assert line in out, line
     assert failures and all('fast' in f or 'ranking' in f for f in failures)
@@ -131,3 +132,14 @@ def test_time_grid_runs_every_size(pipe):
     assert sb.latents_run(scorer, 2, 3, 1)().shape == (3, 2)
     secs = sb.time_grid(scorer, [(1, 1, 1), (1, 2, 1)], repeats=1)
     assert len(secs) == 2 and all(0 < s < float('inf') for s in secs)
+
+def test_gpu_run_script_on_the_cpu(tmp_path):
+    "bench/gpu_run.sh, what a lent GPU machine runs, end to end with --smoke: machine line, imports, a log per run."
+    import os, subprocess
+    root = Path(__file__).parents[1]
+    env = os.environ | dict(OUT=str(tmp_path), COMPILE='0', HF_HUB_OFFLINE='1', PYTHON=sys.executable)
+    done = subprocess.run(['bash', 'bench/gpu_run.sh', '--smoke'], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert 'torch' in (tmp_path/'machine.txt').read_text() and not (tmp_path/'compiled.log').exists()
+    log = (tmp_path/'eager.log').read_text()
+    assert 'machine: ' in log and 'agreement: ok' in log, log
