@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import datasets
 import sys
 from unittest import mock
+import warnings
 from IPython.display import Markdown, display
 from discffusion.scoring import DSDScorer
 from discffusion.evaluation import evaluate
