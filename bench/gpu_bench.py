@@ -24,11 +24,12 @@ pairs. The run exits 1 when the fast path is further from fp32 than 1e-4 plus 4x
 On the lent H200 (whose image lacks diffusers and fastcore): `bash bench/gpu_wheels.sh` here, then one device call
 `bash bench/gpu_run.sh` with carry [".whl"] and timeout_s 540 (eager and compiled runs, logs in $OUT).
 """
-import argparse, copy, math, platform, resource, time
+import argparse, copy, math, resource, time
 from contextlib import contextmanager
 import diffusers, torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from discffusion.adapters import sd21_base_unet_config
+from discffusion.core import device_name
 from discffusion.hooks import select_layers
 from discffusion.scoring import PRESETS, DSDScorer, noise_bank, spaced_timesteps, _eager_attention, _naive_pool
 
@@ -112,11 +113,6 @@ def fast_scores(scorer: DSDScorer, latents, text_embeddings, uncond_embedding, n
     "The fast path: `scorer.score_latents` on explicit inputs, `[n_text, n_img]`."
     return scorer.score_latents(latents, text_embeddings, noise=noise, uncond_embedding=uncond_embedding)
 
-
-def device_name(device) -> str:
-    "The GPU's name (CUDA), or the CPU's with its thread count."
-    if torch.device(device).type == 'cuda': return torch.cuda.get_device_name(torch.device(device))
-    return f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'
 
 def sync(device):
     "Wait for the device's queued work (CUDA); nothing on the CPU."
@@ -230,7 +226,8 @@ def describe(a, config, scorer, n_off: int) -> tuple[int, float]:
     "Print what runs; return the fast path's UNet rows and the GFLOP of one row."
     T, n_img, gflop = len(scorer.timesteps), a.pairs // a.texts, unet_gflops(config)
     rows = unet_rows(T, n_img, a.texts, scorer.needs_uncond)
-    print(f'machine: {device_name(a.device)}; torch {torch.__version__}, diffusers {diffusers.__version__}')
+    print(f'machine: {device_name(a.device)}, {torch.get_num_threads()} CPU threads; torch {torch.__version__}, '
+          f'diffusers {diffusers.__version__}')
     print(f'UNet: {count_params(scorer.unet) / 1e6:.1f} M parameters, latents {scorer.unet.config.in_channels}x'
           f'{config["sample_size"]}x{config["sample_size"]}, {a.dtype} on {a.device}, {gflop:.1f} GFLOP a row')
     print(f'preset {a.preset}: layers {scorer.layers}, timesteps {scorer.timesteps}')
